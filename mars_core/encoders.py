@@ -65,6 +65,10 @@ def split_gguf(resolved: Path | str) -> tuple[str, str | None]:
     return str(resolved), None
 
 
+GetMany = Callable[[list[str]], dict[str, np.ndarray]]
+PutMany = Callable[[dict[str, np.ndarray]], None]
+
+
 def pick_device(preferred: str | None = None) -> str:
     """cuda, then mps, then cpu; an explicit choice wins."""
     import torch
@@ -86,29 +90,26 @@ def text_key(model: str, text: str) -> str:
 class TextEncoder:
     """Sentence embeddings (L2-normalised) computed once per distinct text.
 
-    ``persist`` is an optional (get_many, put_many) pair, e.g. the store's feature cache,
-    so a restarted run does not re-encode what it has seen.
+    An optional persistent cache (the store's feature table) means a restarted run does not
+    re-encode what it has seen; see ``attach_persistent_cache``.
     """
 
-    def __init__(
-        self,
-        model: str = DEFAULT_ENCODER,
-        device: str | None = None,
-        batch_size: int = 64,
-        persist: tuple[Callable[[list[str]], dict[str, np.ndarray]], Callable[[dict[str, np.ndarray]], None]]
-        | None = None,
-    ) -> None:
+    def __init__(self, model: str = DEFAULT_ENCODER, device: str | None = None, batch_size: int = 64) -> None:
         from sentence_transformers import SentenceTransformer
 
         self.name = model
         self.device = pick_device(device)
         self.batch_size = batch_size
         self._model = SentenceTransformer(str(resolve_model(model)), device=self.device)
-        self.dim = int(self._model.get_sentence_embedding_dimension())
+        self.dim = int(self._model.get_embedding_dimension())
         self.max_tokens = int(self._model.max_seq_length)
         self._memory: dict[str, np.ndarray] = {}
-        self._persist = persist
+        self._persist: tuple[GetMany, PutMany] | None = None
         self.encoded_count = 0  # texts actually run through the network (cache misses)
+
+    def attach_persistent_cache(self, get_many: GetMany, put_many: PutMany) -> None:
+        """Read misses from, and write new vectors to, a persistent cache keyed by ``text_key``."""
+        self._persist = (get_many, put_many)
 
     @property
     def tokenizer(self):

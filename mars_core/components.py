@@ -36,18 +36,26 @@ def load_paraphraser(config: ParaphraseConfig) -> LMParaphraser:
     return LMParaphraser(config)
 
 
+def build_reward_model(config: RunConfig, store: Store | None = None) -> LinearRewardModel:
+    """The run's reward model alone (untrained): what review and plots need, without the paraphraser."""
+    if config.data.is_toy:
+        featurizer: Featurizer = ToyFeaturizer()
+    else:
+        encoder = load_encoder(config.refine.encoder)
+        if store is not None:
+            encoder.attach_persistent_cache(store.get_features, store.put_features)
+        featurizer = TextFeaturizer(encoder, config.refine.feature_mode)
+    return LinearRewardModel(featurizer, config.train)
+
+
 def build_components(config: RunConfig, store: Store | None = None) -> Components:
     """Everything a RefinementRun needs; caches in ``store`` are attached where it is given."""
+    model = build_reward_model(config, store)
     if config.data.is_toy:
         from .synthetic import ToyParaphraser
 
-        featurizer: Featurizer = ToyFeaturizer()
-        return Components(featurizer, LinearRewardModel(featurizer, config.train), ToyParaphraser(), None)
-    encoder = load_encoder(config.refine.encoder)
-    if store is not None:
-        encoder.attach_persistent_cache(store.get_features, store.put_features)
-    featurizer = TextFeaturizer(encoder, config.refine.feature_mode)
+        return Components(model.featurizer, model, ToyParaphraser(), None)
     paraphraser = load_paraphraser(config.paraphrase)
     if store is not None:
         paraphraser.cache = store
-    return Components(featurizer, LinearRewardModel(featurizer, config.train), paraphraser, encoder)
+    return Components(model.featurizer, model, paraphraser, load_encoder(config.refine.encoder))

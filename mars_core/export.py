@@ -70,14 +70,19 @@ def export_run(store: Store, run_id: int, path: str | Path, selection: str = "tr
     rows = export_rows(store, run_id, selection)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")  # never leave a half-written export behind
-    if fmt == "jsonl":
-        with tmp.open("w", encoding="utf-8") as fh:
-            for row in rows:
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    else:
-        pd.DataFrame(rows, columns=list(rows[0]) if rows else ["prompt", "chosen", "rejected"]).to_csv(tmp, index=False)
+    tmp.write_bytes(rows_to_bytes(rows, fmt))
     tmp.replace(path)
     return len(rows)
+
+
+def rows_to_bytes(rows: list[dict[str, Any]], fmt: str) -> bytes:
+    """Rows as JSONL or CSV bytes (UTF-8): for files and for the app's download buttons alike."""
+    if fmt == "jsonl":
+        return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+    if fmt == "csv":
+        frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["prompt", "chosen", "rejected"])
+        return frame.to_csv(index=False).encode("utf-8")
+    raise ValueError(f"export format must be one of {', '.join(EXPORT_FORMATS)}, got {fmt!r}")
 
 
 def _iso(timestamp: float | None) -> str | None:

@@ -8,7 +8,9 @@ renders what these return, so everything here is testable without a browser.
 
 Suspicion score (higher = look at it sooner), the sum of three terms each in [0, 1]:
   polarity       1 if the refusal/compliance reading flipped (refusal <-> compliance), 0.5 if it
-                 changed in another way (a cue appeared or vanished), 0 if unchanged or not measured;
+                 changed in another way (a cue appeared or vanished) or if the paraphrase has a
+                 different number of negations ("I'm not able to" -> "I'm able to": a dropped "not"
+                 flips a refusal that the lexicon misread), 0 otherwise;
   dissimilarity  (1 − cosine) / (1 − the run's similarity floor), clipped to [0, 1]: 0 for a copy,
                  1 at the filter's lowest allowed similarity; 0 where no similarity was measured;
   shift          |margin shift| / (|margin shift| + s), where s is the median |Δ| of the run's
@@ -19,7 +21,6 @@ Suspicion score (higher = look at it sooner), the sum of three terms each in [0,
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from collections.abc import Iterable, Mapping, Sequence
@@ -29,8 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .export import export_rows
-from .models import LinearRewardModel, RewardModel
+from .export import export_rows, rows_to_bytes
+from .models import RewardModel
 from .paraphrase_filters import polarity_flipped
 from .store import REVIEW_STATUSES, ParaphraseRecord, ReviewConflict, Store, StoreError
 from .textdiff import word_diff
@@ -52,9 +53,9 @@ POLICY_EXPLAINED = {
 QUEUE_COLUMNS = [
     "id", "pair_id", "side", "epoch", "status", "prompt", "original", "paraphrase", "other_response",
     "edited_text", "similarity", "other_similarity", "length_ratio", "polarity_source", "polarity_candidate",
-    "reasons", "kind", "margin", "reward_original", "reward_paraphrase", "reward_shift", "margin_shift",
-    "margin_after", "polarity_score", "dissimilarity_score", "shift_score", "suspicion", "model", "reviewer",
-    "reviewed_at", "created_at",
+    "negations", "reasons", "kind", "margin", "reward_original", "reward_paraphrase", "reward_shift",
+    "margin_shift", "margin_after", "flips_margin", "polarity_score", "dissimilarity_score", "shift_score",
+    "suspicion", "model", "reviewer", "reviewed_at", "created_at",
 ]
 
 
@@ -72,20 +73,10 @@ def load_reward_model(store: Store, run_id: int, epoch: int | None = None) -> Re
     state = store.get_epoch(run_id, epoch, with_model=True).model_state
     if state is None:
         raise StoreError(f"run {run_id} epoch {epoch} stored no model weights")
-    data, refine = run.config.get("data", {}), run.config.get("refine", {})
-    if data.get("source") == "demo:toy":
-        from .features import ToyFeaturizer
+    from .components import build_reward_model
+    from .config import RunConfig
 
-        featurizer = ToyFeaturizer(dim=int(np.asarray(state["weights"]).shape[0]))
-    else:
-        from .components import load_encoder
-        from .encoders import DEFAULT_ENCODER
-        from .features import TextFeaturizer
-
-        encoder = load_encoder(refine.get("encoder", DEFAULT_ENCODER))
-        encoder.attach_persistent_cache(store.get_features, store.put_features)
-        featurizer = TextFeaturizer(encoder, refine.get("feature_mode", "prompt_response"))
-    model = LinearRewardModel(featurizer)
+    model = build_reward_model(RunConfig.from_dict(run.config), store)
     model.load_state(state)
     return model
 
@@ -107,10 +98,8 @@ def reward_shift(
     if missing:
         raise KeyError(f"no prompt for pair(s) {', '.join(missing[:5])}")
     batch_prompts = [prompts[r.pair_id] for r in records]
-    rewards = np.asarray(
-        model.rewards(batch_prompts + batch_prompts, [r.source_text for r in records] + [r.final_text for r in records]),
-        dtype=float,
-    )
+    texts = [r.source_text for r in records] + [r.final_text for r in records]
+    rewards = np.asarray(model.rewards(batch_prompts + batch_prompts, texts), dtype=float)
     original, paraphrase = rewards[: len(records)], rewards[len(records) :]
     shift = paraphrase - original
     sign = np.array([1.0 if r.side == "chosen" else -1.0 for r in records])
@@ -121,12 +110,23 @@ def reward_shift(
 
 
 # -- the suspicion score (see the module docstring) ------------------------------------------------
-def polarity_score(source: str | None, candidate: str | None) -> float:
-    if not source or not candidate:
-        return 0.0
-    if polarity_flipped(source, candidate):  # type: ignore[arg-type]
+_NEGATION = re.compile(r"\b(?:not|no|never|none|nothing|nobody|neither|nor|cannot)\b|n't\b")
+
+
+def negation_count(text: str) -> int:
+    """Negation words in a text ("can't", "cannot", "do not" count once each)."""
+    return len(_NEGATION.findall(text.casefold().replace("\u2019", "'")))
+
+
+def polarity_score(
+    source: str | None, candidate: str | None, source_text: str = "", candidate_text: str = ""
+) -> float:
+    """1: refusal <-> compliance; 0.5: another change of reading, or of the number of negations; else 0."""
+    if source and candidate and polarity_flipped(source, candidate):  # type: ignore[arg-type]
         return 1.0
-    return 0.5 if source != candidate else 0.0
+    if source and candidate and source != candidate:
+        return 0.5
+    return 0.5 if negation_count(source_text) != negation_count(candidate_text) else 0.0
 
 
 def dissimilarity_score(similarity: float | None, floor: float = DEFAULT_SIMILARITY_FLOOR) -> float:
@@ -193,7 +193,8 @@ def review_queue(
         verdicts = rec.verdicts or {}
         margin = float(margin_of[rec.pair_id])
         scores = (
-            polarity_score(verdicts.get("polarity_source"), verdicts.get("polarity_candidate")),
+            polarity_score(verdicts.get("polarity_source"), verdicts.get("polarity_candidate"),
+                           rec.source_text, rec.final_text),
             dissimilarity_score(rec.similarity, floor),
             shift_score(rw.margin_shift, typical),
         )
@@ -202,13 +203,18 @@ def review_queue(
             "prompt": pair.prompt, "original": rec.source_text, "paraphrase": rec.text,
             "other_response": pair.rejected if rec.side == "chosen" else pair.chosen,
             "edited_text": rec.edited_text, "similarity": rec.similarity,
-            "other_similarity": verdicts.get("other_similarity"), "length_ratio": verdicts.get("length_ratio"),
+            "other_similarity": verdicts.get("other_similarity"),
+            "length_ratio": verdicts.get("length_ratio"),
             "polarity_source": verdicts.get("polarity_source"),
             "polarity_candidate": verdicts.get("polarity_candidate"),
+            "negations": f"{negation_count(rec.source_text)} → {negation_count(rec.final_text)}",
             "reasons": ", ".join(verdicts.get("reasons", [])), "kind": verdicts.get("kind", "paraphrase"),
-            "margin": margin, "reward_original": rw.reward_original, "reward_paraphrase": rw.reward_paraphrase,
+            "margin": margin, "reward_original": rw.reward_original,
+            "reward_paraphrase": rw.reward_paraphrase,
             "reward_shift": rw.reward_shift, "margin_shift": rw.margin_shift,
-            "margin_after": margin + rw.margin_shift, "polarity_score": scores[0],
+            "margin_after": margin + rw.margin_shift,
+            "flips_margin": bool(np.sign(margin + rw.margin_shift) != np.sign(margin)),
+            "polarity_score": scores[0],
             "dissimilarity_score": scores[1], "shift_score": scores[2], "suspicion": sum(scores),
             "model": rec.model, "reviewer": rec.reviewer, "reviewed_at": rec.reviewed_at,
             "created_at": rec.created_at,
@@ -255,7 +261,9 @@ def _decide(
     expected_status: str,
 ) -> DecisionOutcome:
     if not reviewer or not reviewer.strip():
-        return DecisionOutcome(paraphrase_id, False, "Enter your name before deciding: every decision is signed.")
+        return DecisionOutcome(
+            paraphrase_id, False, "Enter your name before deciding: every decision is signed."
+        )
     try:
         record = store.decide(run_id, paraphrase_id, status, reviewer, edited_text, expected_status)
     except ReviewConflict as exc:
@@ -293,9 +301,9 @@ def edit(
         return DecisionOutcome(paraphrase_id, False, str(exc))
     text = (edited_text or "").strip()
     if not text:
-        return DecisionOutcome(paraphrase_id, False, "The edited text is empty; write the corrected paraphrase.")
+        return DecisionOutcome(paraphrase_id, False, "The edited text is empty; write the corrected text.")
     if text == record.text.strip():
-        return DecisionOutcome(paraphrase_id, False, "The edit is the same as the generated text; use Accept.")
+        return DecisionOutcome(paraphrase_id, False, "The edit equals the generated text; use Accept.")
     problem = _edit_problem(store, run_id, record, text)
     if problem:
         return DecisionOutcome(paraphrase_id, False, problem)
@@ -371,23 +379,23 @@ def diff_markdown(original: str, paraphrase: str) -> tuple[str, str]:
     left: list[str] = []
     right: list[str] = []
     for op, removed, added in runs:
-        for out, text, style in ((left, removed, ":red-background[~~{}~~]"), (right, added, ":green-background[{}]")):
+        sides = ((left, removed, ":red-background[~~{}~~]"), (right, added, ":green-background[{}]"))
+        for out, text, style in sides:
             if op == "equal":  # indentation counts only at the very start of a text or after a newline
                 out.append(escape_markdown(text, indent_first_line=not out))
-            elif text.strip():
-                out.append(style.format(escape_markdown(" ".join(text.split()))))
+            elif text.strip():  # spaces around a change stay outside the mark
+                lead = " " if text[0].isspace() else ""
+                tail = " " if text[-1].isspace() else ""
+                out.append(lead + style.format(escape_markdown(" ".join(text.split()))) + tail)
             elif text:
                 out.append(" ")
     return "".join(left), "".join(right)
 
 
 # -- export ----------------------------------------------------------------------------------------
-def export_bytes(store: Store, run_id: int, selection: str = "reviewed", fmt: str = "jsonl") -> tuple[bytes, int]:
+def export_bytes(
+    store: Store, run_id: int, selection: str = "reviewed", fmt: str = "jsonl"
+) -> tuple[bytes, int]:
     """The same rows export_run writes, as bytes for a download button; (data, number of rows)."""
     rows = export_rows(store, run_id, selection)
-    if fmt == "jsonl":
-        return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8"), len(rows)
-    if fmt == "csv":
-        frame = pd.DataFrame(rows, columns=list(rows[0]) if rows else ["prompt", "chosen", "rejected"])
-        return frame.to_csv(index=False).encode("utf-8"), len(rows)
-    raise ValueError(f"export format must be jsonl or csv, got {fmt!r}")
+    return rows_to_bytes(rows, fmt), len(rows)

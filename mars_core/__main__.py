@@ -71,16 +71,20 @@ def _run(args: argparse.Namespace) -> int:
     from .store import Store
 
     store = Store(args.db)
-    bars: dict[str, tqdm] = {}
+    current: dict[str, tqdm] = {}  # one bar at a time: the stage in progress
 
     def progress(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
-        if bar is None or done == 0 and bar.n:
+        bar = current.get("bar")
+        if bar is None or bar.desc.strip() != stage:
             if bar is not None:
                 bar.close()
-            bar = bars[stage] = tqdm(total=max(total, 1), desc=f"{stage:>12}", leave=False, file=sys.stderr)
+            bar = current["bar"] = tqdm(total=max(total, 1), desc=f"{stage:>12}", leave=False, file=sys.stderr)
         bar.n = min(done, bar.total)
         bar.refresh()
+
+    def close_bar() -> None:
+        if "bar" in current:
+            current.pop("bar").close()
 
     if args.resume is not None:
         run = RefinementRun.open(store, args.resume)
@@ -101,6 +105,7 @@ def _run(args: argparse.Namespace) -> int:
             config = with_overrides(config, paraphrase={"model": args.paraphraser})
         print(f"loading data and models; fitting epoch 0 ({config.data.source}) ...", file=sys.stderr)
         run = RefinementRun.create(store, config, name=args.name, progress=progress)
+        close_bar()
         target = args.epochs
     print(f"run {run.run_id} in {args.db}: {store.get_run(run.run_id).data_source}")
     print(_table_header())
@@ -112,9 +117,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"stopped: {exc}")
             break
         finally:
-            for bar in bars.values():
-                bar.close()
-            bars.clear()
+            close_bar()
         print(_table_row(outcome.metrics, sum(outcome.stage_seconds.values())))
     reason = run.stop_reason()
     print(f"epochs done: {run.epoch}; budget spent {run.budget_spent()} of {run.config.refine.budget_total}"

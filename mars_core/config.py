@@ -131,9 +131,14 @@ def _build(cls: type, data: Any) -> Any:
         if dataclasses.is_dataclass(kind) and isinstance(value, dict):
             value = _build(kind, value)
         elif isinstance(value, list) and _is_tuple_type(kind):
-            value = tuple(value)
+            value = _deep_tuple(value)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _deep_tuple(value: Any) -> Any:
+    """JSON turns tuples (of tuples) into lists; frozen configs want them back hashable."""
+    return tuple(_deep_tuple(v) for v in value) if isinstance(value, list) else value
 
 
 def _is_tuple_type(kind: Any) -> bool:

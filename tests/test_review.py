@@ -409,7 +409,7 @@ def test_export_carries_review_state_and_edited_text(stepped):
     ids = {json.loads(line)["id"] for line in training.decode("utf-8").splitlines()}
     assert n_train == len(store.training_pairs(run.run_id, "auto"))
     assert not ids & _built_from(store, run.run_id, {rejected.id})
-    with pytest.raises(ValueError, match="jsonl or csv"):
+    with pytest.raises(ValueError, match="export format must be one of jsonl, csv"):
         review.export_bytes(store, run.run_id, "reviewed", "xlsx")
 
 

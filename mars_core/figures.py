@@ -22,8 +22,9 @@ MARGIN_AXIS = "Δ = r(x, y+) − r(x, y−)"
 
 
 def _layout(fig: go.Figure, title: str, **kwargs) -> go.Figure:
-    fig.update_layout(title=title, template="plotly_white", margin={"l": 50, "r": 20, "t": 60, "b": 45},
-                      legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0}, **kwargs)
+    # legend under the plot: above it, it collides with titles and subplot titles
+    fig.update_layout(title=title, template="plotly_white", margin={"l": 50, "r": 20, "t": 70, "b": 40},
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.18, "x": 0}, **kwargs)
     return fig
 
 
@@ -65,8 +66,8 @@ def allocation_figure(allocation: pd.DataFrame, title: str = "Stored allocation"
     fig.add_trace(go.Scatter(x=allocation["rank"], y=allocation["q"], mode="lines", name="share q_i",
                              line_color="#1f77b4"), secondary_y=False)
     fig.update_xaxes(title_text="pair rank by q (1 = largest share)")
-    fig.update_yaxes(title_text="q_i", secondary_y=False)
-    fig.update_yaxes(title_text="generations", secondary_y=True)
+    fig.update_yaxes(title_text="q_i", secondary_y=False, rangemode="tozero")
+    fig.update_yaxes(title_text="generations", secondary_y=True, rangemode="tozero", showgrid=False)
     return _layout(fig, title)
 
 
@@ -88,7 +89,8 @@ def strategy_comparison_figure(what_if: pd.DataFrame, summary: pd.DataFrame) -> 
                       row=1, col=col, secondary_y=True)
         fig.update_xaxes(title_text="|Δ| the allocation saw", row=1, col=col)
     fig.update_yaxes(title_text="generations", secondary_y=False, row=1, col=1)
-    fig.update_yaxes(showticklabels=False, secondary_y=True)
+    fig.update_yaxes(rangemode="tozero", secondary_y=False)
+    fig.update_yaxes(showticklabels=False, showgrid=False, rangemode="tozero", secondary_y=True)
     return _layout(fig, "Same budget, three strategies (dots: counts, dotted: q)")
 
 

@@ -28,5 +28,5 @@ class PreferencePair:
     def is_synthetic(self) -> bool:
         return self.parent_id is not None
 
-    def with_changes(self, **changes) -> "PreferencePair":
+    def with_changes(self, **changes) -> PreferencePair:
         return replace(self, **changes)

@@ -386,3 +386,25 @@ def run_label(run_id: int, name: str, config: Mapping[str, Any]) -> str:
     strategy = alloc.get("strategy", "?")
     tau = f" τ={alloc.get('tau'):g}" if strategy in ("mars", "won") and alloc.get("tau") is not None else ""
     return f"#{run_id} {name} · {strategy}{tau}"
+
+
+def curvature_concentration(points: pd.DataFrame, top: int = 20) -> dict[str, float]:
+    """How far the largest curvature contributions come from the small-|Δ| pairs, in numbers.
+
+    ``top_share_small_margin``: of the ``top`` largest contributions, the share with |Δ| below the median |Δ|
+    (0.5 would be no relation). ``rank_correlation``: Spearman correlation of |Δ| and the contribution
+    (negative: smaller |Δ|, larger contribution). ``norm_correlation``: the same for ‖Δφ‖.
+    """
+    if len(points) < 3:
+        return {"top_share_small_margin": float("nan"), "rank_correlation": float("nan"),
+                "norm_correlation": float("nan"), "top": 0}
+    top = min(top, len(points))
+    largest = points.nlargest(top, "curvature")
+    median = float(points["abs_margin"].median())
+    ranks = points[["abs_margin", "curvature", "dphi_norm"]].rank()
+    return {
+        "top_share_small_margin": float((largest["abs_margin"] < median).mean()),
+        "rank_correlation": float(ranks["abs_margin"].corr(ranks["curvature"])),
+        "norm_correlation": float(ranks["dphi_norm"].corr(ranks["curvature"])),
+        "top": top,
+    }

@@ -1,0 +1,83 @@
+"""Budget: how an epoch's paraphrase budget was split, and what other τ or strategies would have done."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import streamlit as st
+
+from mars_core import figures, views
+from pages.common import current_run_id, epoch_picker, epochs_or_notice, get_store, page_setup, run_config
+
+page_setup()
+st.title("Budget")
+st.caption("q_i = softmax(−τ·m_i / scale) with m = |Δ| (or Δ); the budget B_t of paraphrase generations is "
+           "split into whole counts B_t·q_i.")
+store = get_store()
+run_id = current_run_id()
+done = epochs_or_notice(store, run_id)
+if done:
+    config = run_config(store, run_id)
+    frame = views.margins_frame(store.margin_rows(run_id))
+    epochs = views.epoch_frame(store.epoch_table(run_id))
+    allocated = [e for e in done if e >= 1]
+    if allocated:
+        epoch = epoch_picker(allocated, "budget_epoch")
+        summary = store.get_epoch(run_id, epoch).allocation
+        st.subheader(f"Epoch {epoch}: the allocation in force")
+        cols = st.columns(4)
+        cols[0].metric("Strategy", summary.get("strategy", "?"))
+        cols[1].metric("τ (configured)", f"{summary.get('tau', float('nan')):g}")
+        cols[2].metric("τ in force", f"{summary.get('tau_in_force', float('nan')):.3g}",
+                       help="the τ applied to m itself: τ for raw, τ/std(Δ) for std; 0 for uniform/none")
+        cols[3].metric("Effective pairs exp(H(q))", f"{summary.get('effective_n', float('nan')):.1f}")
+        st.markdown(
+            f"Margin mode **{summary.get('margin_mode')}** ({'m = |Δ|' if summary.get('margin_mode') == 'abs' else 'm = Δ'}), "
+            f"τ scale **{summary.get('tau_scale')}**, margins the allocation saw: **{summary.get('margin_source')}**, "
+            f"budget **{summary.get('budget')}** generations, **{summary.get('total')}** allocated over "
+            f"**{summary.get('pairs_picked')}** pairs."
+        )
+        table = views.allocation_frame(frame, epoch)
+        st.plotly_chart(figures.allocation_figure(table, f"Epoch {epoch}: shares and counts, sorted"),
+                        key="stored_allocation")
+        with st.expander(f"Integer counts ({int((table['count'] > 0).sum())} pairs got budget)"):
+            st.dataframe(table[table["count"] > 0], hide_index=True, key="counts_table")
+        rows = frame[(frame["epoch"] == epoch) & (frame["split"] == "train")]
+        saw = rows["alloc_margin"].to_numpy(dtype=float)
+    else:
+        epoch = done[-1]
+        st.info("Epoch 0 trains on the original pairs without augmentation, so nothing was allocated yet. "
+                "Below: what the first Step would allocate on the current margins.")
+        rows = frame[(frame["epoch"] == epoch) & (frame["split"] == "train")]
+        saw = None
+
+    st.subheader("What if? (nothing is stepped)")
+    current = rows["margin"].to_numpy(dtype=float)
+    sources = {"the current model's in-sample margins": current}
+    if saw is not None and np.isfinite(saw).all():
+        sources = {f"the margins epoch {epoch}'s allocation saw": saw, **sources}
+    c1, c2, c3 = st.columns(3)
+    source = c1.radio("Allocate on", list(sources), key="whatif_source")
+    tau_max = max(20.0, float(config.allocation.tau))
+    tau = c2.slider("τ", 0.0, tau_max, float(config.allocation.tau), 0.1, key="whatif_tau")
+    budget = int(c3.number_input("Budget (generations)", 0, 100_000, config.refine.budget_per_epoch, key="whatif_budget"))
+    alloc_config = dataclasses.replace(config.allocation, tau=float(tau))
+    what_if, what_if_summary = views.what_if_allocations(
+        sources[source], budget, alloc_config, seed=config.refine.seed, pair_ids=rows["pair_id"].tolist())
+    mars = what_if_summary.set_index("strategy").loc["mars"]
+    m1, m2, m3 = st.columns(3)
+    m1.metric("MARS effective pairs exp(H(q))", f"{mars['effective_n']:.1f}", help=f"of {len(rows)} pairs")
+    m2.metric("MARS τ in force", f"{mars['tau_in_force']:.3g}", help=f"τ scale: {alloc_config.tau_scale}")
+    m3.metric("MARS pairs picked", int(mars["pairs_picked"]))
+    st.caption(f"Margin mode {alloc_config.margin_mode}, τ scale {alloc_config.tau_scale}, rounding "
+               f"{alloc_config.rounding}; uniform ignores τ, West-of-N (won) uses the same τ towards large m.")
+    mars_table = what_if[what_if["strategy"] == "mars"].sort_values("rank")
+    st.plotly_chart(figures.allocation_figure(mars_table, f"MARS at τ = {tau:g}: shares and counts, sorted"),
+                    key="whatif_allocation")
+    st.plotly_chart(figures.strategy_comparison_figure(what_if, what_if_summary), key="strategy_comparison")
+    st.dataframe(what_if_summary, hide_index=True, key="whatif_summary", column_config={
+        "effective_n": st.column_config.NumberColumn("effective pairs", format="%.1f"),
+        "tau_in_force": st.column_config.NumberColumn("τ in force", format="%.3g"),
+        "mean_abs_margin_picked": st.column_config.NumberColumn("mean |Δ| of allocated units", format="%.3f"),
+    })

@@ -1,0 +1,107 @@
+"""Data: browse the current run's pairs, or load a preference file and start a run on it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import streamlit as st
+
+from mars_core import views
+from mars_core.config import RunConfig, with_overrides
+from mars_core.data import AXES, FORMATS, DataError, load_pairs, required_columns
+from pages.common import create_run, current_run_id, db_path, get_store, page_setup, settings_widgets
+
+page_setup()
+st.title("Data")
+store = get_store()
+run_id = current_run_id()
+browse, load = st.tabs(["Pairs of the current run", "Load a data file"])
+
+with browse:
+    if run_id is None:
+        st.info("No run yet. Load a file in the next tab, or create a demo run in the sidebar.")
+    else:
+        record = store.get_run(run_id)
+        st.caption(f"Run #{run_id}: {views.escape_markdown(record.data_source)}")
+        kind = st.segmented_control("Show", ["train", "test", "synthetic"], default="train", key="data_split") or "train"
+        pairs = (store.get_pairs(run_id, split="train", synthetic=True) if kind == "synthetic"
+                 else store.get_pairs(run_id, split=kind, synthetic=False))
+        last = store.last_epoch(run_id)
+        frame = views.margins_frame(store.margin_rows(run_id, last)) if last is not None else None
+        table = views.pairs_table(pairs, frame, last)
+        st.caption(f"{len(table)} {kind} pairs" + (f"; margin column: Δ at epoch {last}" if last is not None else ""))
+        st.dataframe(table, hide_index=True, key="data_pairs_table")
+
+
+def _save_upload(upload) -> Path:
+    """Uploaded bytes go next to the store (runs/uploads/), so a run created from them can be reopened."""
+    folder = Path(db_path()).resolve().parent / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(upload.name).name) or "upload.jsonl"
+    target = folder / safe
+    target.write_bytes(upload.getvalue())
+    return target
+
+
+with load:
+    st.caption("JSONL, JSON, CSV or Parquet: generic prompt/chosen/rejected (with a column mapping), Anthropic "
+               "HH-RLHF, PKU-SafeRLHF, UltraFeedback-binarized, Stanford SHP or OpenAI summarize-from-feedback. "
+               "Bad rows are skipped and listed by row and field.")
+    how = st.radio("Source", ["Upload a file", "Path on the server"], horizontal=True, key="data_how")
+    path: Path | None = None
+    if how == "Upload a file":
+        upload = st.file_uploader("Preference file", type=["jsonl", "json", "csv", "parquet"], key="data_upload")
+        if upload is not None:
+            path = _save_upload(upload)
+    else:
+        text = st.text_input("Path", key="data_path", placeholder="data/my_pairs.jsonl")
+        path = Path(text.strip()).expanduser() if text.strip() else None
+    c1, c2 = st.columns(2)
+    fmt = c1.selectbox("Format", ["auto", *FORMATS], key="data_format", help="auto detects it when unambiguous")
+    axis = c2.selectbox("PKU-SafeRLHF axis", AXES, key="data_axis",
+                        help="which label decides chosen: better_response_id (helpful) or safer_response_id (harmless)")
+    column_map: dict[str, str] = {}
+    if fmt in ("auto", "generic") and path is not None:
+        columns = views.peek_columns(path)
+        with st.expander("Column mapping (generic files whose columns have other names)"):
+            for name in required_columns("generic"):
+                options = ["(same name)", *columns]
+                picked = st.selectbox(f"'{name}' is in column", options, key=f"data_map_{name}")
+                if picked != "(same name)":
+                    column_map[name] = picked
+    if st.button("Load", key="data_load", disabled=path is None, type="primary"):
+        try:
+            pairs, report = load_pairs(path, fmt, column_map or None, axis)
+        except (DataError, ValueError, OSError) as exc:
+            st.session_state.pop("data_loaded", None)
+            st.error(views.escape_markdown(str(exc)))
+        else:
+            st.session_state["data_loaded"] = {
+                "path": str(path), "format": report.format, "column_map": column_map or None, "axis": axis,
+                "summary": report.summary(), "skipped": [s._asdict() for s in report.skipped],
+                "preview": views.pairs_table(pairs[:200]), "n": len(pairs),
+            }
+    loaded = st.session_state.get("data_loaded")
+    if loaded:
+        st.success(views.escape_markdown(loaded["summary"]))
+        if loaded["skipped"]:
+            st.caption("Skipped rows")
+            st.dataframe(loaded["skipped"], hide_index=True, key="data_skipped")
+        st.caption(f"First {min(200, loaded['n'])} of {loaded['n']} pairs")
+        st.dataframe(loaded["preview"], hide_index=True, key="data_preview")
+        st.subheader("Start a run on this file")
+        name = st.text_input("Run name", value=Path(loaded["path"]).stem, key="data_run_name")
+        with st.expander("Settings", expanded=True):
+            sections = settings_widgets("data")
+        if st.button("Create run (trains epoch 0)", key="data_create"):
+            try:
+                data = {"source": loaded["path"], "format": loaded["format"], "column_map": loaded["column_map"],
+                        "axis": loaded["axis"]}
+                config = with_overrides(RunConfig(), data=data, **sections)
+            except (ValueError, TypeError) as exc:
+                st.error(views.escape_markdown(str(exc)))
+            else:
+                if create_run(config, name.strip() or None) is not None:
+                    st.session_state.pop("data_loaded", None)
+                    st.rerun()

@@ -1,0 +1,75 @@
+"""Margins: the distribution of Δ per epoch, held-out quality over epochs, and the hardest pairs."""
+
+from __future__ import annotations
+
+import math
+
+import streamlit as st
+
+from mars_core import figures, views
+from pages.common import (
+    current_run_id,
+    epoch_picker,
+    epochs_or_notice,
+    get_store,
+    page_setup,
+    review_page_exists,
+)
+
+page_setup()
+st.title("Margins")
+st.caption("Δ = r(x, y+) − r(x, y−): positive when the reward model ranks the pair as labelled. "
+           "MARS spends its paraphrase budget where |Δ| is small.")
+store = get_store()
+run_id = current_run_id()
+done = epochs_or_notice(store, run_id)
+if done:
+    frame = views.margins_frame(store.margin_rows(run_id))
+    epochs = views.epoch_frame(store.epoch_table(run_id))
+    split = st.segmented_control("Pairs", ["test", "train", "synthetic"], default="test", key="margins_split",
+                                 help="test: held-out pairs; train: the original training pairs; "
+                                      "synthetic: the pairs added in that epoch") or "test"
+    left, right = st.columns([2, 3])
+    with left:
+        epoch = epoch_picker(done, "margins_epoch")
+    overlay = right.multiselect("Overlay other epochs (same bins)", [e for e in done if e != epoch],
+                                key="margins_overlay")
+    shown = sorted({epoch, *overlay})
+    samples = views.margins_by_epoch(frame, split, shown)
+    edges = views.shared_bins(views.margins_by_epoch(frame, split).values())
+    st.subheader(f"Epoch {epoch}")
+    if all(len(v) == 0 for v in samples.values()):
+        st.info(f"No {split} margins at epoch {epoch}" + (" (synthetic pairs appear from epoch 1)." if split ==
+                                                            "synthetic" else "."))
+    st.plotly_chart(figures.margin_histogram(samples, edges, split), key="margin_histogram")
+
+    row = epochs[epochs["epoch"] == epoch].iloc[0]
+    before = epochs[epochs["epoch"] == epoch - 1]
+    cols = st.columns(len(views.QUALITY_METRICS))
+    for col, (metric, label) in zip(cols, views.QUALITY_METRICS.items(), strict=True):
+        value = row.get(metric, math.nan)
+        prev = before.iloc[0].get(metric, math.nan) if len(before) else math.nan
+        shown_value = "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
+        delta = None if len(before) == 0 or math.isnan(value) or math.isnan(prev) else f"{value - prev:+.3f}"
+        col.metric(label, shown_value, delta)
+    st.plotly_chart(figures.quality_curves(epochs, views.QUALITY_METRICS), key="quality_curves")
+
+    st.subheader("Hardest pairs")
+    c1, c2, c3 = st.columns(3)
+    kind = c1.radio("Show", ["smallest |Δ|", "mis-ranked (Δ < 0)"], key="hard_kind", horizontal=True)
+    hard_split = c2.radio("Among", ["train", "test"], key="hard_split", horizontal=True)
+    n = int(c3.number_input("How many", 5, 500, 20, step=5, key="hard_n"))
+    pairs = store.get_pairs(run_id, split=hard_split, synthetic=False)
+    hard = views.hardest_pairs(frame, pairs, epoch, hard_split, n, misranked_only=kind.startswith("mis"))
+    if hard.empty:
+        st.success("No mis-ranked pairs at this epoch." if kind.startswith("mis") else "No pairs.")
+    else:
+        st.dataframe(hard, hide_index=True, key="hard_table", column_config={
+            "margin": st.column_config.NumberColumn("Δ", format="%.3f"),
+            "gold_margin": st.column_config.NumberColumn("gold Δ", format="%.3f"),
+        })
+        if hard_split == "train" and review_page_exists():
+            if st.button("Review the paraphrases of these pairs", key="review_hard"):
+                st.session_state["review_pair_ids"] = hard["pair_id"].tolist()
+                st.switch_page("pages/review.py")
+            st.caption("Opens the Review page with st.session_state['review_pair_ids'] set to these pairs.")

@@ -1,0 +1,72 @@
+"""Teach: MARS on a 2-D toy, where the reward is w·Δφ and everything can be drawn."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from mars_core import figures, views
+from mars_core.synthetic import toy_gold_weights
+from pages.common import current_run_id, epoch_picker, epochs_or_notice, get_store, page_setup, run_config
+
+page_setup()
+st.title("Teach: MARS in two dimensions")
+store = get_store()
+run_id = current_run_id()
+config = run_config(store, run_id) if run_id is not None else None
+
+if config is not None and not config.data.is_toy:
+    toys = [r for r in store.list_runs() if r.config.get("data", {}).get("source") == "demo:toy"]
+    st.info("This page draws the 2-D toy; the selected run is not one.")
+    if toys and st.button(f"Switch to the toy run #{toys[0].id} ({views.escape_markdown(toys[0].name)})", key="to_toy"):
+        st.session_state["run_id"] = toys[0].id
+        st.rerun()
+    st.stop()
+
+done = epochs_or_notice(store, run_id)
+if done:
+    epoch = epoch_picker(done, "teach_epoch")
+    frame = views.margins_frame(store.margin_rows(run_id))
+    train = store.get_pairs(run_id, split="train")
+    points = views.toy_frame(train, frame, epoch)
+    record = store.get_epoch(run_id, epoch, with_model=True)
+    weights = np.asarray(record.model_state["weights"], dtype=float)
+    previous = store.get_epoch(run_id, epoch - 1, with_model=True) if epoch - 1 in done else None
+    prev_weights = np.asarray(previous.model_state["weights"], dtype=float) if previous else None
+    l2 = config.train.l2
+    hessian = views.toy_hessian(points, weights, l2)
+    prev_points = points[points["epoch_added"] < epoch]
+    prev_hessian = views.toy_hessian(prev_points, prev_weights, l2) if previous is not None and len(prev_points) else None
+    gold = toy_gold_weights(2)
+    st.plotly_chart(figures.toy_figure(points, weights, gold, hessian, prev_weights, prev_hessian, epoch=epoch),
+                    key="toy_figure")
+    originals = points[~points["synthetic"]]
+    picked = originals[originals["count"] > 0]
+    cos = float(weights @ gold / (np.linalg.norm(weights) * np.linalg.norm(gold))) if np.linalg.norm(weights) else 0.0
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Angle between w and w*", f"{np.degrees(np.arccos(np.clip(cos, -1, 1))):.1f}°")
+    c2.metric("Pairs picked this epoch", len(picked))
+    c3.metric("Mean |Δ| picked / all", f"{picked['margin'].abs().mean():.2f} / {originals['margin'].abs().mean():.2f}"
+              if len(picked) else f"— / {originals['margin'].abs().mean():.2f}")
+    eig = np.linalg.eigvalsh(hessian)
+    c4.metric("Hessian eigenvalues", f"{eig[1]:.3f}, {eig[0]:.3f}")
+    st.caption(
+        "Each point is one pair's Δφ = φ(y+) − φ(y−); blue points are ranked right (wᵀΔφ > 0), red ones wrong. "
+        "Orange rings: the pairs that got paraphrase budget at this epoch (ring size grows with the count), chosen "
+        "by the model before this epoch (dotted orange boundary). Purple dots: synthetic pairs (paraphrases are "
+        "small perturbations of φ). The brown ellipse is 2·H^{1/2}·(unit circle): semi-axes 2√λ_k along H's "
+        "eigenvectors, drawn at the same scale every epoch, so a shrinking ellipse means a flatter loss. Its long "
+        "axis points where the uncertain pairs' Δφ spread out. Press Step in the sidebar and watch it move."
+    )
+    if epoch == 0:
+        st.info("Epoch 0 is the model trained on the original pairs; nothing was picked yet. Press Step.")
+    with st.expander("The maths in three lines", expanded=True):
+        st.markdown("Bradley-Terry: the reward model prefers y+ with probability σ(Δ), Δ = wᵀΔφ; training "
+                    "minimises")
+        st.latex(r"L(w) = -\frac{1}{N}\sum_i \log \sigma(\Delta_i) + \frac{\lambda}{2}\lVert w\rVert^2,"
+                 r"\qquad \Delta_i = w^\top \Delta\phi_i")
+        st.markdown("Its curvature per pair is σ′(Δ), largest for pairs on the boundary:")
+        st.latex(r"\sigma'(t) = \sigma(t)\,(1-\sigma(t)) \le \tfrac14,\qquad "
+                 r"H = \frac{1}{N}\sum_i \sigma'(\Delta_i)\,\Delta\phi_i\,\Delta\phi_i^\top + \lambda I")
+        st.markdown("MARS gives each pair a share of the paraphrase budget that falls with its margin:")
+        st.latex(r"q_i = \frac{\exp(-\tau\,|\Delta_i|)}{\sum_j \exp(-\tau\,|\Delta_j|)}")

@@ -329,3 +329,22 @@ def test_trim_unfinished_drops_a_cut_off_sentence() -> None:
     assert trim_unfinished("Start slowly. Walk a lot. By doing so,") == "Start slowly. Walk a lot."
     assert trim_unfinished('He said "stop." Then he') == 'He said "stop."'
     assert trim_unfinished("only one unfinished sentence") == "only one unfinished sentence"
+
+
+def test_top_k_nucleus_sampler_draws_only_inside_the_nucleus() -> None:
+    import torch
+
+    from mars_core.paraphrase import _TopKNucleusSampler
+
+    # token probabilities 0.5, 0.3, 0.15, 0.05 (+ junk far below): top_p 0.8 keeps tokens 0 and 1 only
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05] + [1e-9] * 20)
+    scores = probs.log().repeat(4000, 1)
+    torch.manual_seed(0)
+    out = _TopKNucleusSampler(temperature=1.0, top_p=0.8, k=8)(None, scores)
+    assert bool((torch.isfinite(out).sum(1) == 1).all())  # exactly one token per row survives
+    picked = out.argmax(1)
+    assert set(picked.tolist()) == {0, 1}
+    share = (picked == 0).float().mean().item()
+    assert abs(share - 0.5 / 0.8) < 0.03  # renormalised inside the nucleus
+    greedy = _TopKNucleusSampler(temperature=1.0, top_p=1e-6, k=8)(None, scores[:10]).argmax(1)
+    assert greedy.tolist() == [0] * 10

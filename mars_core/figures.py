@@ -41,7 +41,8 @@ def margin_histogram(samples: Mapping[int, np.ndarray], edges: np.ndarray, split
             hovertemplate="Δ ≈ %{x:.3f}<br>%{y} pairs<extra>epoch " + str(epoch) + "</extra>",
         ))
     fig.add_vline(x=0.0, line_dash="dash", line_color="black", annotation_text="Δ = 0", annotation_position="top")
-    return _layout(fig, f"Margins on the {split} pairs", barmode="overlay", bargap=0,
+    # the legend names the epoch even when only one is shown
+    return _layout(fig, f"Margins on the {split} pairs", barmode="overlay", bargap=0, showlegend=True,
                    xaxis_title=MARGIN_AXIS, yaxis_title="pairs")
 
 

@@ -467,16 +467,23 @@ def epochs_or_notice(store: Store, run_id: int | None) -> list[int]:
 
 
 def epoch_picker(epochs: list[int], key: str, label: str = "Epoch") -> int:
-    """A slider over the finished epochs that jumps to the newest one whenever a step adds it."""
+    """A slider over the finished epochs that jumps to the newest one whenever a step adds it.
+
+    The choice lives in our own session key: Streamlit drops or resets a widget's state when the
+    user visits another page, and a step adds an option; the widget key carries the newest epoch
+    so a new epoch always gets a fresh slider.
+    """
     latest = epochs[-1]
-    seen = f"{key}__latest"
-    if st.session_state.get(seen) != latest or st.session_state.get(key) not in epochs:
-        st.session_state[key] = latest
+    chosen, seen = f"{key}__chosen", f"{key}__latest"
+    if st.session_state.get(seen) != latest or st.session_state.get(chosen) not in epochs:
+        st.session_state[chosen] = latest
         st.session_state[seen] = latest
     if len(epochs) == 1:
         st.caption(f"{label} {latest} (the only finished epoch so far)")
         return latest
-    return int(st.select_slider(label, options=epochs, key=key))
+    value = int(st.select_slider(label, options=epochs, value=st.session_state[chosen], key=f"{key}__{latest}"))
+    st.session_state[chosen] = value
+    return value
 
 
 def review_page_exists() -> bool:

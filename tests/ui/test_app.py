@@ -126,6 +126,10 @@ def test_step_moves_the_histogram_and_the_allocation(toy):
     at.multiselect(key="margins_overlay").set_value([0]).run()
     overlay = chart(at, "margin_histogram")
     assert [t["name"] for t in overlay["data"] if t["type"] == "bar"] == ["epoch 0", "epoch 1"]
+    at.select_slider(key="margins_epoch__1").set_value(0).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "Epoch 0" in [h.value for h in at.subheader]
+    at.select_slider(key="margins_epoch__1").set_value(1).run()
 
     at.switch_page("pages/budget.py").run()
     assert not at.exception
@@ -134,6 +138,11 @@ def test_step_moves_the_histogram_and_the_allocation(toy):
     assert sum(counts) == BUDGET
     assert counts == sorted(counts, reverse=True), "largest share first, and counts are monotone in q"
     what_if_before = next(t for t in chart(at, "whatif_allocation")["data"] if t["type"] == "scatter")["y"]
+
+    at.switch_page("pages/margins.py").run()
+    back = [t["name"] for t in chart(at, "margin_histogram")["data"] if t["type"] == "bar"]
+    assert back == ["epoch 1"], "coming back to a page keeps showing the newest epoch"
+    at.switch_page("pages/budget.py").run()
 
     step(at)
     assert store.epochs(run_id) == [0, 1, 2]

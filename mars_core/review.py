@@ -22,7 +22,6 @@ Suspicion score (higher = look at it sooner), the sum of three terms each in [0,
 from __future__ import annotations
 
 import re
-import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,6 @@ from .export import export_rows, rows_to_bytes
 from .models import RewardModel
 from .paraphrase_filters import polarity_flipped
 from .store import REVIEW_STATUSES, ParaphraseRecord, ReviewConflict, Store, StoreError
-from .textdiff import word_diff
 
 ORDERS = ("suspicious", "oldest")
 DEFAULT_SIMILARITY_FLOOR = 0.75  # FilterConfig.min_similarity's default, for runs that do not record one
@@ -154,13 +152,15 @@ def review_queue(
     margin_range: tuple[float, float] | None = None,
     order: str = "suspicious",
     model: RewardModel | None = None,
+    pair_ids: Iterable[str] | None = None,
 ) -> pd.DataFrame:
     """Paraphrases to review, joined with their pair (prompt, the other response) and its margin.
 
     Margins and rewards come from ``model`` (default: the run's last epoch, the model the next
     step allocates with). A similarity bound drops items without a measured similarity (the toy,
     contrast rewrites): pass no bound to see them. ``margin_range`` is inclusive, on the parent
-    pair's margin Δ. Order "suspicious": highest suspicion first; "oldest": generation order.
+    pair's margin Δ. ``pair_ids`` keeps the paraphrases of those original pairs only (the hardest
+    pairs picked on the Margins page). Order "suspicious": highest suspicion first; "oldest": generation order.
     """
     if order not in ORDERS:
         raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
@@ -173,7 +173,8 @@ def review_queue(
     floor = float(config.get("filters", {}).get("min_similarity", DEFAULT_SIMILARITY_FLOOR))
     originals = store.get_pairs(run_id, split="train", synthetic=False)
     by_id = {p.id: p for p in originals}
-    records = [r for r in records if r.pair_id in by_id]
+    wanted = by_id.keys() if pair_ids is None else set(pair_ids) & by_id.keys()
+    records = [r for r in records if r.pair_id in wanted]
     if min_similarity is not None or max_similarity is not None:
         lo = -np.inf if min_similarity is None else min_similarity
         hi = np.inf if max_similarity is None else max_similarity
@@ -328,68 +329,6 @@ def _edit_problem(store: Store, run_id: int, record: ParaphraseRecord, text: str
     if edited.size != source.size:
         return f"This run's responses are {source.size}-d toy vectors; the edit has {edited.size} numbers."
     return None
-
-
-# -- safe rendering --------------------------------------------------------------------------------
-_MARKDOWN_SPECIAL = re.compile("([" + re.escape(string.punctuation) + "])")
-
-
-def escape_markdown(text: str, indent_first_line: bool = True) -> str:
-    """Backslash-escape every ASCII punctuation mark (CommonMark allows it for all of them).
-
-    Dataset and generated text is untrusted: unescaped it could render links, images, LaTeX,
-    Streamlit colour directives or emoji shortcodes. Newlines become hard line breaks and the
-    indentation after them no-break spaces (no accidental code blocks); ``indent_first_line=False``
-    leaves the first line's leading spaces alone, for pieces that continue a line.
-    """
-    lines = _MARKDOWN_SPECIAL.sub(r"\\\1", text).split("\n")
-    return "  \n".join(
-        _keep_indent(line) if i or indent_first_line else line for i, line in enumerate(lines)
-    )
-
-
-def _keep_indent(line: str) -> str:
-    stripped = line.lstrip(" \t")
-    return "\u00a0" * (len(line) - len(stripped)) + stripped
-
-
-def diff_markdown(original: str, paraphrase: str) -> tuple[str, str]:
-    """(original, paraphrase) as escaped Markdown with word-level changes marked.
-
-    Left: words the paraphrase dropped, struck through on red. Right: words it added, on green.
-    Changes separated only by whitespace are marked as one run ("I can't" -> "Sure!"), and changes
-    that are only whitespace are shown as plain spaces.
-    """
-    segments = word_diff(original, paraphrase)
-    runs: list[list[str]] = []  # ["equal", text, text] or ["change", removed, added]
-    for k, (op, segment) in enumerate(segments):
-        bridge = (  # a space between two changes belongs to the change
-            op == "equal" and not segment.strip() and bool(runs) and runs[-1][0] == "change"
-            and k + 1 < len(segments) and segments[k + 1][0] != "equal"
-        )
-        if op == "equal" and not bridge:
-            runs.append(["equal", segment, segment])
-            continue
-        if not runs or runs[-1][0] != "change":
-            runs.append(["change", "", ""])
-        if op in ("equal", "delete"):
-            runs[-1][1] += segment
-        if op in ("equal", "insert"):
-            runs[-1][2] += segment
-    left: list[str] = []
-    right: list[str] = []
-    for op, removed, added in runs:
-        sides = ((left, removed, ":red-background[~~{}~~]"), (right, added, ":green-background[{}]"))
-        for out, text, style in sides:
-            if op == "equal":  # indentation counts only at the very start of a text or after a newline
-                out.append(escape_markdown(text, indent_first_line=not out))
-            elif text.strip():  # spaces around a change stay outside the mark
-                lead = " " if text[0].isspace() else ""
-                tail = " " if text[-1].isspace() else ""
-                out.append(lead + style.format(escape_markdown(" ".join(text.split()))) + tail)
-            elif text:
-                out.append(" ")
-    return "".join(left), "".join(right)
 
 
 # -- export ----------------------------------------------------------------------------------------

@@ -199,6 +199,18 @@ def _unpack_arrays(blob: bytes | None) -> dict[str, np.ndarray] | None:
         return {k: data[k] for k in data.files}
 
 
+def _select(table: str, run_id: int, extra: str = "", **equal: Any) -> tuple[str, list[Any]]:
+    """SELECT * for one run, narrowed by column = value (a list or tuple means IN); None means any."""
+    query, args = f"SELECT * FROM {table} WHERE run_id = ?{extra}", [run_id]
+    for column, value in equal.items():
+        if value is None:
+            continue
+        values = [value] if isinstance(value, (str, int, float)) else list(value)
+        query += f" AND {column} IN ({','.join('?' * len(values))})"
+        args += values
+    return query, args
+
+
 def _json(value: Any) -> str:
     return json.dumps(value, default=_json_default, allow_nan=True)
 
@@ -322,13 +334,8 @@ class Store:
 
     def get_pairs(self, run_id: int, split: str | None = None, synthetic: bool | None = None) -> list[PreferencePair]:
         """Pairs as stored (synthetic ones with their generated texts, before review edits)."""
-        query = "SELECT * FROM pairs WHERE run_id = ?"
-        args: list[Any] = [run_id]
-        if split is not None:
-            query += " AND split = ?"
-            args.append(split)
-        if synthetic is not None:
-            query += " AND parent_id IS NOT NULL" if synthetic else " AND parent_id IS NULL"
+        extra = "" if synthetic is None else " AND parent_id IS NOT NULL" if synthetic else " AND parent_id IS NULL"
+        query, args = _select("pairs", run_id, extra, split=split)
         with self._connect() as con:
             rows = con.execute(query + " ORDER BY rowid", args).fetchall()
         return [self._pair(row) for row in rows]
@@ -382,18 +389,7 @@ class Store:
         self, run_id: int, status: str | Iterable[str] | None = None, side: str | None = None,
         epoch: int | None = None,
     ) -> list[ParaphraseRecord]:
-        query = "SELECT * FROM paraphrases WHERE run_id = ?"
-        args: list[Any] = [run_id]
-        if status is not None:
-            wanted = [status] if isinstance(status, str) else list(status)
-            query += f" AND status IN ({','.join('?' * len(wanted))})"
-            args += wanted
-        if side is not None:
-            query += " AND side = ?"
-            args.append(side)
-        if epoch is not None:
-            query += " AND epoch = ?"
-            args.append(epoch)
+        query, args = _select("paraphrases", run_id, status=status, side=side, epoch=epoch)
         with self._connect() as con:
             rows = con.execute(query + " ORDER BY rowid", args).fetchall()
         return [self._paraphrase(row) for row in rows]
@@ -543,14 +539,7 @@ class Store:
         ]
 
     def margin_rows(self, run_id: int, epoch: int | None = None, split: str | None = None) -> list[dict[str, Any]]:
-        query = "SELECT * FROM margins WHERE run_id = ?"
-        args: list[Any] = [run_id]
-        if epoch is not None:
-            query += " AND epoch = ?"
-            args.append(epoch)
-        if split is not None:
-            query += " AND split = ?"
-            args.append(split)
+        query, args = _select("margins", run_id, epoch=epoch, split=split)
         with self._connect() as con:
             rows = con.execute(query + " ORDER BY epoch, rowid", args).fetchall()
         return [dict(row) for row in rows]

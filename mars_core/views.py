@@ -10,8 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import re
-import string
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,6 @@ from .allocation import AllocationConfig, allocate
 from .curvature import linear_bt_hessian, sigmoid_prime
 from .pairs import PreferencePair
 from .store import ParaphraseRecord
-from .textdiff import word_diff
 
 MARGIN_COLUMNS = ("epoch", "pair_id", "split", "margin", "alloc_margin", "q", "count", "curvature")
 SPLITS = ("train", "test", "synthetic")
@@ -288,42 +285,6 @@ def synthetic_pairs_frame(
                "parent_rejected", "margin", "parent_margin"] + [
         f"{s}_{k}" for s in ("chosen", "rejected") for k in ("paraphrased", "similarity", "status", "kind")]
     return pd.DataFrame(rows, columns=columns)
-
-
-_MARKDOWN_SPECIAL = re.compile("([" + re.escape(string.punctuation) + "])")
-
-
-def escape_markdown(text: str) -> str:
-    """Text that Streamlit's markdown shows literally: every ASCII punctuation mark backslash-escaped
-    (CommonMark allows it for all of them), so `**`, `$x$`, `:red[`, `<script>` and `[link](...)` stay text."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
-
-
-def _marked(piece: str, colour: str, mark: str) -> str:
-    core = piece.strip()
-    if not core:
-        return piece
-    lead = piece[: len(piece) - len(piece.lstrip())]
-    tail = piece[len(piece.rstrip()):]
-    return f"{lead}:{colour}[{mark}{escape_markdown(core)}{mark}]{tail}"
-
-
-def _render(segments: Iterable[tuple[str, str]], keep: str, colour: str, mark: str) -> str:
-    out = []
-    for op, text in segments:
-        if op not in ("equal", keep):
-            continue
-        lines = text.split("\n")
-        rendered = [escape_markdown(line) if op == "equal" else _marked(line, colour, mark) for line in lines]
-        out.append("  \n".join(rendered))  # a markdown hard break, so line structure survives
-    return "".join(out)
-
-
-def diff_markdown(original: str, paraphrase: str) -> tuple[str, str]:
-    """(original with the words the paraphrase dropped in red strike-through, paraphrase with its new words
-    in green bold), as escaped Streamlit markdown: the texts themselves can never become markup."""
-    segments = word_diff(original, paraphrase)
-    return _render(segments, "delete", "red", "~~"), _render(segments, "insert", "green", "**")
 
 
 # -- the 2-D toy ---------------------------------------------------------------------------------------

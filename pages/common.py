@@ -28,8 +28,9 @@ from mars_core.allocation import MARGIN_MODES, STRATEGIES, TAU_SCALES
 from mars_core.config import REVIEW_POLICIES, DataConfig, RefineConfig, RunConfig, with_overrides
 from mars_core.data import DataError
 from mars_core.refine import STAGES, RefinementRun, RunFinished, StepInProgress, StepOutcome
+from mars_core.safe_markdown import escape_markdown
 from mars_core.store import Store, StoreError
-from mars_core.views import escape_markdown, run_label
+from mars_core.views import run_label
 
 log = logging.getLogger(__name__)
 DEFAULT_DB = "runs/mars.db"
@@ -485,6 +486,3 @@ def epoch_picker(epochs: list[int], key: str, label: str = "Epoch") -> int:
     st.session_state[chosen] = value
     return value
 
-
-def review_page_exists() -> bool:
-    return os.path.exists(os.path.join(os.path.dirname(__file__), "review.py"))

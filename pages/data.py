@@ -10,6 +10,7 @@ import streamlit as st
 from mars_core import views
 from mars_core.config import RunConfig, with_overrides
 from mars_core.data import AXES, FORMATS, DataError, load_pairs, required_columns
+from mars_core.safe_markdown import escape_markdown
 from pages.common import create_run, current_run_id, db_path, get_store, page_setup, settings_widgets
 
 page_setup()
@@ -23,7 +24,7 @@ with browse:
         st.info("No run yet. Load a file in the next tab, or create a demo run in the sidebar.")
     else:
         record = store.get_run(run_id)
-        st.caption(f"Run #{run_id}: {views.escape_markdown(record.data_source)}")
+        st.caption(f"Run #{run_id}: {escape_markdown(record.data_source)}")
         kind = st.segmented_control("Show", ["train", "test", "synthetic"], default="train", key="data_split") or "train"
         pairs = (store.get_pairs(run_id, split="train", synthetic=True) if kind == "synthetic"
                  else store.get_pairs(run_id, split=kind, synthetic=False))
@@ -75,7 +76,7 @@ with load:
             pairs, report = load_pairs(path, fmt, column_map or None, axis)
         except (DataError, ValueError, OSError) as exc:
             st.session_state.pop("data_loaded", None)
-            st.error(views.escape_markdown(str(exc)))
+            st.error(escape_markdown(str(exc)))
         else:
             st.session_state["data_loaded"] = {
                 "path": str(path), "format": report.format, "column_map": column_map or None, "axis": axis,
@@ -84,7 +85,7 @@ with load:
             }
     loaded = st.session_state.get("data_loaded")
     if loaded:
-        st.success(views.escape_markdown(loaded["summary"]))
+        st.success(escape_markdown(loaded["summary"]))
         if loaded["skipped"]:
             st.caption("Skipped rows")
             st.dataframe(loaded["skipped"], hide_index=True, key="data_skipped")
@@ -100,7 +101,7 @@ with load:
                         "axis": loaded["axis"]}
                 config = with_overrides(RunConfig(), data=data, **sections)
             except (ValueError, TypeError) as exc:
-                st.error(views.escape_markdown(str(exc)))
+                st.error(escape_markdown(str(exc)))
             else:
                 if create_run(config, name.strip() or None) is not None:
                     st.session_state.pop("data_loaded", None)

@@ -13,7 +13,6 @@ from pages.common import (
     epochs_or_notice,
     get_store,
     page_setup,
-    review_page_exists,
 )
 
 page_setup()
@@ -68,8 +67,8 @@ if done:
             "margin": st.column_config.NumberColumn("Δ", format="%.3f"),
             "gold_margin": st.column_config.NumberColumn("gold Δ", format="%.3f"),
         })
-        if hard_split == "train" and review_page_exists():
+        if hard_split == "train":
             if st.button("Review the paraphrases of these pairs", key="review_hard"):
                 st.session_state["review_pair_ids"] = hard["pair_id"].tolist()
                 st.switch_page("pages/review.py")
-            st.caption("Opens the Review page with st.session_state['review_pair_ids'] set to these pairs.")
+            st.caption("Opens the Review page on the paraphrases of these pairs only.")

@@ -1,6 +1,6 @@
 """Pairs: each synthetic pair beside its parent, word-level changes marked, with similarity and margins.
 
-All dataset and generated text goes through st.text or views.diff_markdown (escaped markdown);
+All dataset and generated text goes through st.text or diff_markdown (escaped markdown);
 nothing here uses unsafe_allow_html.
 """
 
@@ -11,6 +11,7 @@ import math
 import streamlit as st
 
 from mars_core import views
+from mars_core.safe_markdown import diff_markdown, escape_markdown
 from pages.common import current_run_id, epochs_or_notice, get_store, page_setup
 
 page_setup()
@@ -32,9 +33,9 @@ def _side(label: str, original: str, text: str, paraphrased: bool, similarity: f
         st.caption("original response, unchanged")
         st.text(text)
         return
-    before, after = views.diff_markdown(original, text)
+    before, after = diff_markdown(original, text)
     st.caption(f"{'contrast rewrite' if kind == 'contrast_rewrite' else 'paraphrase'} · similarity "
-               f"{_num(similarity)} · review: {views.escape_markdown(status)}")
+               f"{_num(similarity)} · review: {escape_markdown(status)}")
     a, b = st.columns(2)
     with a:
         st.caption("original")
@@ -83,7 +84,7 @@ if done:
         st.subheader(f"{len(children)} synthetic pairs")
         for child in children.itertuples():
             with st.container(border=True):
-                st.caption(f"{views.escape_markdown(child.pair_id)} · epoch {child.epoch_added} · reward model's Δ on it: "
+                st.caption(f"{escape_markdown(child.pair_id)} · epoch {child.epoch_added} · reward model's Δ on it: "
                            f"{_num(child.margin)} (parent {_num(child.parent_margin)})")
                 left, right = st.columns(2)
                 with left:

@@ -9,20 +9,14 @@ All dataset and generated text is escaped (never unsafe_allow_html).
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
-import sys
-from pathlib import Path
-
 import streamlit as st
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `streamlit run pages/review.py` on its own
-    sys.path.insert(0, str(ROOT))
+from mars_core import review
+from mars_core.safe_markdown import diff_markdown, escape_markdown
+from mars_core.store import REVIEW_STATUSES, Store
+from pages.common import current_run_id, get_store, page_setup
 
-from mars_core import review  # noqa: E402
-from mars_core.store import REVIEW_STATUSES, Store  # noqa: E402
+page_setup()
 
 ORDER_LABELS = {"suspicious": "Most suspicious first", "oldest": "Oldest first"}
 EXPORT_SELECTIONS = {
@@ -37,23 +31,6 @@ SHOWN_COLUMNS = [
 ]
 
 
-def _common():
-    """The app's shared helpers (pages/common.py), or None when the page runs without the app."""
-    if importlib.util.find_spec("pages.common") is None:
-        return None
-    return importlib.import_module("pages.common")
-
-
-def _context() -> tuple[Store, int | None]:
-    """The store and the selected run. app.py draws the shared sidebar itself, so this page must not."""
-    common = _common()
-    if common is not None and hasattr(common, "get_store") and hasattr(common, "current_run_id"):
-        return common.get_store(), common.current_run_id()
-    if not st.session_state.get("db_path"):
-        st.session_state["db_path"] = os.environ.get("MARS_DB", "runs/mars.db")
-    return Store(st.session_state["db_path"]), st.session_state.get("run_id")
-
-
 @st.cache_resource(show_spinner="Loading the reward model…")
 def _reward_model(db_path: str, run_id: int, epoch: int):
     return review.load_reward_model(Store(db_path), run_id, epoch)
@@ -65,7 +42,7 @@ def _flash(level: str, message: str) -> None:
 
 def _show_flash() -> None:
     for level, message in st.session_state.pop("review_flash", []):
-        getattr(st, level)(review.escape_markdown(message))
+        getattr(st, level)(escape_markdown(message))
 
 
 def _on_decision(action: str, store: Store, run_id: int, pid: str, expected: str) -> None:
@@ -176,7 +153,7 @@ def _focus(store: Store, run_id: int, queue, reviewer: str) -> None:
             st.rerun()
         return
     position = len(queue) - len(queue[~queue["id"].isin(seen)]) + 1
-    st.caption(review.escape_markdown(
+    st.caption(escape_markdown(
         f"Item {position} of {len(queue)} · {item['id']} · {item['side']} side · epoch {item['epoch']} · "
         f"status {item['status']} · suspicion {item['suspicion']:.2f} / 3"
     ))
@@ -186,7 +163,7 @@ def _focus(store: Store, run_id: int, queue, reviewer: str) -> None:
         st.caption(f"The other response of the pair ({other})")
         st.text(item["other_response"])
 
-    left, right = review.diff_markdown(item["original"], item["paraphrase"])
+    left, right = diff_markdown(item["original"], item["paraphrase"])
     c1, c2 = st.columns(2)
     c1.markdown(f"**Original ({item['side']})**")
     c1.markdown(left)
@@ -205,7 +182,7 @@ def _focus(store: Store, run_id: int, queue, reviewer: str) -> None:
     if item["flips_margin"]:
         st.warning("With this paraphrase the current model ranks the pair the other way round "
                    "(the margin changes sign): check that the label still holds.")
-    st.caption(review.escape_markdown(
+    st.caption(escape_markdown(
         f"Filter verdicts: {item['reasons'] or 'passed every filter'} · polarity "
         f"{item['polarity_source'] or '—'} → {item['polarity_candidate'] or '—'} · "
         f"negations {item['negations']} · "
@@ -255,13 +232,13 @@ def _export(store: Store, run_id: int) -> None:
 
 def main() -> None:
     st.title("Review paraphrases")
-    store, run_id = _context()
+    store, run_id = get_store(), current_run_id()
     if run_id is None:
         st.info("Pick or create a run first (sidebar); its generated paraphrases appear here.")
         return
     last = store.last_epoch(run_id)
     run = store.get_run(run_id)
-    st.caption(review.escape_markdown(f"Run {run_id}: {run.name}"))
+    st.caption(escape_markdown(f"Run {run_id}: {run.name}"))
     policy = review.review_policy(store, run_id)
     st.info(f"Review mode **{policy}**. {review.POLICY_EXPLAINED[policy]}")
     reviewer = _reviewer_input()
@@ -271,6 +248,13 @@ def main() -> None:
         st.info("No paraphrases yet: step the run to generate some.")
         return
     query = _filters(store, run_id)
+    picked = st.session_state.get("review_pair_ids")
+    if picked:
+        st.info(f"Showing only the paraphrases of the {len(picked)} pairs picked on the Margins page.")
+        if st.button("Show the paraphrases of every pair", key="review_all_pairs"):
+            st.session_state.pop("review_pair_ids", None)
+            st.rerun()
+        query["pair_ids"] = picked
     queue = review.review_queue(store, run_id, model=_reward_model(str(store.path), run_id, last), **query)
     focus, table, export = st.tabs(["One at a time", f"Table ({len(queue)})", "Export"])
     with focus:

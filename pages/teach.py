@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 
 from mars_core import figures, views
+from mars_core.safe_markdown import escape_markdown
 from mars_core.synthetic import toy_gold_weights
 from pages.common import current_run_id, epoch_picker, epochs_or_notice, get_store, page_setup, run_config
 
@@ -18,7 +19,7 @@ config = run_config(store, run_id) if run_id is not None else None
 if config is not None and not config.data.is_toy:
     toys = [r for r in store.list_runs() if r.config.get("data", {}).get("source") == "demo:toy"]
     st.info("This page draws the 2-D toy; the selected run is not one.")
-    if toys and st.button(f"Switch to the toy run #{toys[0].id} ({views.escape_markdown(toys[0].name)})", key="to_toy"):
+    if toys and st.button(f"Switch to the toy run #{toys[0].id} ({escape_markdown(toys[0].name)})", key="to_toy"):
         st.session_state["run_id"] = toys[0].id
         st.rerun()
     st.stop()

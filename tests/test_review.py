@@ -6,9 +6,7 @@ import datetime as dt
 import io
 import json
 import os
-import re
 import signal
-import string
 import subprocess
 import sys
 import textwrap
@@ -411,43 +409,3 @@ def test_export_carries_review_state_and_edited_text(stepped):
     assert not ids & _built_from(store, run.run_id, {rejected.id})
     with pytest.raises(ValueError, match="export format must be one of jsonl, csv"):
         review.export_bytes(store, run.run_id, "reviewed", "xlsx")
-
-
-# -- safe rendering --------------------------------------------------------------------------------
-HOSTILE = (
-    "Sure! [click](javascript:alert(1)) ![x](http://e/x.png) <script>alert(1)</script> :red[boom] "
-    "$x^2$ *em* `c` :smile: # heading"
-)
-
-
-def _unescaped_punctuation(markdown: str) -> list[str]:
-    out, i = [], 0
-    while i < len(markdown):
-        if markdown[i] == "\\" and i + 1 < len(markdown):
-            i += 2
-            continue
-        if markdown[i] in string.punctuation:
-            out.append(markdown[i])
-        i += 1
-    return out
-
-
-def test_markdown_escaping_neutralises_dataset_text():
-    escaped = review.escape_markdown(HOSTILE + "\n    indented")
-    assert _unescaped_punctuation(escaped) == []
-    lines = escaped.split("  \n")
-    assert lines[1].startswith("\u00a0" * 4)  # no accidental code block
-    assert re.sub(r"\\(.)", r"\1", lines[0]) == HOSTILE  # only backslashes were added
-
-
-def test_diff_markdown_marks_changed_words_and_escapes_them():
-    original = "I can't help with that request."
-    paraphrase = "Sure! [click](javascript:alert(1)) help with that request."
-    left, right = review.diff_markdown(original, paraphrase)
-    assert left.count(":red-background[~~") == 1 and right.count(":green-background[") == 1
-    inner = right.split(":green-background[", 1)[1].rsplit("]", 1)[0]
-    assert _unescaped_punctuation(inner) == []
-    assert "help with that request" in right.replace("\\", "")
-    assert review.diff_markdown("same text", "same text") == ("same text", "same text")
-    left, right = review.diff_markdown("I'm not able to", "I'm able to")
-    assert left == "I\\'m :red-background[~~not~~] able to" and right == "I\\'m able to"  # spaces kept

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
-import string
 
 import numpy as np
 import pandas as pd
@@ -19,7 +17,6 @@ from mars_core.curvature import sigmoid_prime
 from mars_core.refine import RefinementRun
 from mars_core.store import Store
 from mars_core.synthetic import toy_features
-from mars_core.textdiff import word_diff
 
 FIXTURES = "tests/fixtures/data"
 
@@ -200,38 +197,6 @@ def test_pairs_table_joins_margins(toy_run):
     expected = {r["pair_id"]: r["margin"] for r in store.margin_rows(run_id, 2, "test")}
     assert table["margin"].tolist() == pytest.approx([expected[p.id] for p in pairs])
     assert table["gold_margin"].notna().all()
-
-
-HOSTILE = "<script>alert(1)</script> **bold** $x$ :red[hi] [link](http://x) `code` # head\n- item"
-
-
-def _unescape(markdown: str) -> str:
-    return re.sub(r"\\([" + re.escape(string.punctuation) + "])", r"\1", markdown)
-
-
-def test_escape_markdown_leaves_no_markup_and_round_trips():
-    escaped = views.escape_markdown(HOSTILE)
-    assert _unescape(escaped) == HOSTILE
-    assert re.search(r"(?<!\\)[<>*$`\[\]#:]", escaped) is None  # every markup character is escaped
-
-
-def test_diff_markdown_marks_exactly_the_changed_words_and_escapes_them():
-    original = "The cat <b>sat</b> on the **mat**."
-    paraphrase = "A cat <b>sat</b> upon the **rug**."
-    before, after = views.diff_markdown(original, paraphrase)
-    removed = {t.strip() for op, t in word_diff(original, paraphrase) if op == "delete"}
-    added = {t.strip() for op, t in word_diff(original, paraphrase) if op == "insert"}
-    assert {_unescape(m) for m in re.findall(r":red\[~~(.*?)~~\]", before)} == removed
-    assert {_unescape(m) for m in re.findall(r":green\[\*\*(.*?)\*\*\]", after)} == added
-    assert "<b>" not in before and "\\<b\\>" in before
-    plain = re.sub(r":(?:red|green)\[(?:~~|\*\*)(.*?)(?:~~|\*\*)\]", r"\1", after)
-    assert _unescape(plain) == paraphrase
-
-
-def test_diff_markdown_keeps_line_breaks_and_hostile_text_inert():
-    before, after = views.diff_markdown("line one\n" + HOSTILE, "line two\n" + HOSTILE)
-    assert "  \n" in before and "  \n" in after
-    assert "<script>" not in after and "\\<script\\>" in after
 
 
 def test_toy_frame_and_hessian_match_the_stored_epoch(toy_run):

@@ -14,7 +14,7 @@ from mars_core.refine import RefinementRun
 from mars_core.store import Store
 from mars_core.synthetic import format_toy_vector, parse_toy_vector
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "review.py")
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
 
 @pytest.fixture
@@ -30,10 +30,11 @@ def toy(tmp_path):
 
 
 def open_page(store: Store, run_id: int, reviewer: str | None = None) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
+    at = AppTest.from_file(APP, default_timeout=60)
     at.session_state["db_path"] = str(store.path)
     at.session_state["run_id"] = run_id
     at.run()
+    at.switch_page("pages/review.py").run()
     assert not at.exception, [e.value for e in at.exception]
     if reviewer is not None:
         at.text_input(key="review_reviewer").input(reviewer).run()
@@ -164,4 +165,20 @@ def test_a_run_without_paraphrases_says_how_to_get_some(tmp_path):
     run = RefinementRun.create(store, config)
     at = open_page(store, run.run_id, reviewer="ana")
     assert any("step the run" in i.value for i in at.info)
-    assert not at.button and not at.dataframe
+    assert not [b for b in at.button if (b.key or "").startswith("review_")] and not at.dataframe
+
+
+def test_hard_pairs_picked_on_margins_narrow_the_queue(toy):
+    store, run_id = toy
+    everything = review.review_queue(store, run_id)
+    picked = sorted(set(everything["pair_id"]))[:2]
+    at = open_page(store, run_id)
+    at.session_state["review_pair_ids"] = picked
+    at.run()
+    assert any("the 2 pairs picked" in i.value for i in at.info)
+    table = at.dataframe[0].value
+    expected = everything[everything["pair_id"].isin(picked)]
+    assert 0 < len(table) == len(expected) < len(everything)
+    assert set(table["id"]) == set(expected["id"])
+    at.button(key="review_all_pairs").click().run()
+    assert len(at.dataframe[0].value) == len(everything)

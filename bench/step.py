@@ -22,7 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from mars_core.components import build_components  # noqa: E402
-from mars_core.config import DataConfig, RefineConfig, RunConfig  # noqa: E402
+from mars_core.config import DataConfig, RefineConfig, RunConfig, with_overrides  # noqa: E402
 from mars_core.refine import RefinementRun  # noqa: E402
 from mars_core.store import Store  # noqa: E402
 
@@ -32,6 +32,7 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=500, help="demo pairs (80%% train)")
     parser.add_argument("--budget", type=int, default=32)
     parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=None, help="paraphraser texts per generate call")
     parser.add_argument("--json", default="bench/results/step.json")
     args = parser.parse_args()
 
@@ -40,6 +41,8 @@ def main() -> None:
         data=DataConfig(source="demo:text", n_pairs=args.pairs),
         refine=RefineConfig(epochs=2, budget_per_epoch=args.budget, cross_fit_folds=args.folds),
     )
+    if args.batch_size:
+        config = with_overrides(config, paraphrase={"batch_size": args.batch_size})
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "bench.db")
         start = time.perf_counter()
@@ -82,7 +85,7 @@ def main() -> None:
     out = {
         "rows": [{"what": n.strip(), "seconds": s, "note": note} for n, s, note in rows],
         "step_seconds": step_seconds, "paraphrase_tokens_per_s": tok_s, "train_pairs": n_train,
-        "budget": args.budget, "cpu_count": os.cpu_count(),
+        "budget": args.budget, "batch_size": config.paraphrase.batch_size, "cpu_count": os.cpu_count(),
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2))

@@ -2,8 +2,9 @@
 
 Budget unit: one unit is ONE paraphrase generation of one response, the thing that costs
 language-model time. A pair given c units gets n+ = ceil(c/2) paraphrases of its chosen
-response and n− = floor(c/2) of its rejected one (`split_sides`), which `augment.cross_pairs`
-turns into up to (n+ + 1)(n− + 1) − 1 new pairs. Every strategy spends the same number of
+response and n− = floor(c/2) of its rejected one, or the other way round (`split_sides`: an odd
+unit goes to a seeded coin's side), which `augment.cross_pairs` turns into up to (n+ + 1)(n− + 1) − 1
+new pairs. Every strategy spends the same number of
 units, so strategies are compared at equal language-model cost, not at equal pair count.
 
 Strategies (one interface, `allocate`):
@@ -92,14 +93,18 @@ def _is_int(x: object) -> bool:
     return isinstance(x, int | np.integer) and not isinstance(x, bool)
 
 
-def split_sides(count: int) -> tuple[int, int]:
-    """(n+, n−): c paraphrase generations become ceil(c/2) of the chosen and floor(c/2) of the rejected.
+def split_sides(count: int, odd_to_rejected: bool = False) -> tuple[int, int]:
+    """(n+, n−): c paraphrase generations split as evenly as possible between the two responses.
 
-    Chosen gets the odd unit so one unit still yields a new pair (paraphrased y+ vs original y−).
+    The odd unit goes to the chosen response unless ``odd_to_rejected``; the refinement loop tosses a
+    seeded coin per pair. Always giving it to the chosen side would, at budgets below one unit per
+    pair (every count 0 or 1), make every synthetic pair "paraphrased y+ vs original y−": a style cue
+    the reward model could learn instead of the content.
     """
     if not _is_int(count) or count < 0:
         raise ValueError(f"count must be a whole number ≥ 0, got {count!r}")
-    return (int(count) + 1) // 2, int(count) // 2
+    big, small = (int(count) + 1) // 2, int(count) // 2
+    return (small, big) if odd_to_rejected else (big, small)
 
 
 def _as_margins(margins: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -284,9 +289,13 @@ class Allocation:
         """Paraphrase generations actually allocated (below budget only when the cap forces it)."""
         return int(self.counts.sum())
 
-    def sides(self) -> tuple[np.ndarray, np.ndarray]:
-        """(n+, n−) arrays: paraphrases of the chosen and of the rejected response per pair."""
-        return (self.counts + 1) // 2, self.counts // 2
+    def sides(self, odd_to_rejected: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(n+, n−) arrays: paraphrases of the chosen and of the rejected response per pair (see split_sides)."""
+        big, small = (self.counts + 1) // 2, self.counts // 2
+        if odd_to_rejected is None:
+            return big, small
+        flip = np.asarray(odd_to_rejected, dtype=bool)
+        return np.where(flip, small, big), np.where(flip, big, small)
 
     def to_dict(self) -> dict:
         return {

@@ -169,7 +169,7 @@ class RefinementRun:
             budget = min(cfg.refine.budget_per_epoch, self.budget_left())
             allocation = allocate(alloc_margins, budget, cfg.allocation, seed=seed)
 
-        requests, counts = _paraphrase_requests(originals, allocation)
+        requests, counts = _paraphrase_requests(originals, allocation, seed)
         with timer("paraphrasing", total=len(requests)):
             outputs, failures = _generate(comp, requests, counts, seed, lambda done: progress("paraphrasing", done, len(requests)))
 
@@ -281,12 +281,13 @@ class _StageTimer:
 
 
 def _paraphrase_requests(
-    originals: list[PreferencePair], allocation: Allocation
+    originals: list[PreferencePair], allocation: Allocation, seed: int
 ) -> tuple[list[ParaphraseRequest], list[int]]:
     requests: list[ParaphraseRequest] = []
     counts: list[int] = []
-    for pair, count in zip(originals, allocation.counts):
-        n_plus, n_minus = split_sides(int(count))
+    odd_to_rejected = np.random.default_rng([seed, 7]).random(len(originals)) < 0.5  # see split_sides
+    for pair, count, coin in zip(originals, allocation.counts, odd_to_rejected, strict=True):
+        n_plus, n_minus = split_sides(int(count), bool(coin))
         if n_plus:
             requests.append(ParaphraseRequest(pair.id, "chosen", pair.chosen, pair.rejected, pair.prompt))
             counts.append(n_plus)

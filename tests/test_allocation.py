@@ -86,10 +86,11 @@ def test_allocate_rejects_nan_margins():
 
 
 @given(st.integers(min_value=0, max_value=10_000))
-def test_split_sides_spends_exactly_the_count_and_favours_chosen_by_at_most_one(c):
+def test_split_sides_spends_exactly_the_count_and_favours_one_side_by_at_most_one(c):
     n_plus, n_minus = split_sides(c)
     assert n_plus + n_minus == c
     assert 0 <= n_plus - n_minus <= 1
+    assert split_sides(c, odd_to_rejected=True) == (n_minus, n_plus)
 
 
 def test_split_sides_small_cases():
@@ -103,6 +104,11 @@ def test_allocation_sides_match_split_sides():
     n_plus, n_minus = alloc.sides()
     assert [(int(a), int(b)) for a, b in zip(n_plus, n_minus, strict=True)] == [
         split_sides(int(c)) for c in alloc.counts
+    ]
+    coins = np.arange(9) % 2 == 1
+    n_plus, n_minus = alloc.sides(coins)
+    assert [(int(a), int(b)) for a, b in zip(n_plus, n_minus, strict=True)] == [
+        split_sides(int(c), bool(f)) for c, f in zip(alloc.counts, coins, strict=True)
     ]
 
 

@@ -48,6 +48,15 @@ def test_two_mars_epochs_are_stored_whole(tmp_path):
     assert run.budget_spent() == 80 and run.budget_left() == 40
 
 
+def test_single_units_paraphrase_both_sides_so_paraphrasing_is_no_label_cue(tmp_path):
+    store = Store(tmp_path / "toy.db")
+    run = RefinementRun.create(store, toy_config("uniform"))  # 40 units over 160 pairs: every count is 0 or 1
+    run.step()
+    sides = [r.side for r in store.get_paraphrases(run.run_id)]
+    assert len(sides) == 40
+    assert 10 <= sides.count("rejected") <= 30, sides.count("rejected")
+
+
 def test_mars_gives_low_margin_pairs_more_than_uniform(tmp_path):
     store = Store(tmp_path / "toy.db")
     picked_margin = {}

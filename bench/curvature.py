@@ -26,16 +26,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mars_core.curvature import (  # noqa: E402
+from mars_core.analysis.curvature import curvature_contributions, linear_curvature_summary  # noqa: E402
+from mars_core.analysis.hvp import (  # noqa: E402
     bt_hvp_operator,
-    curvature_contributions,
     dense_hessian,
     hutchinson_trace,
     hutchpp_trace,
     lanczos_top_k,
-    linear_curvature_summary,
 )
-from mars_core.encoders import pick_device, resolve_model  # noqa: E402
+from mars_core.model.encoders import pick_device, resolve_model  # noqa: E402
 
 DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "curvature.json"
 PROMPTS = [

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from mars_core.paraphrase import LMParaphraser, ParaphraseConfig  # noqa: E402
+from mars_core.augment.paraphrase import LMParaphraser, ParaphraseConfig  # noqa: E402
 
 TEXTS = [
     "I'm sorry, but I can't help with that request.",

@@ -21,10 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from mars_core.components import build_components  # noqa: E402
-from mars_core.config import DataConfig, RefineConfig, RunConfig, with_overrides  # noqa: E402
-from mars_core.refine import RefinementRun  # noqa: E402
-from mars_core.store import Store  # noqa: E402
+from mars_core.run.components import build_components  # noqa: E402
+from mars_core.run.config import DataConfig, RefineConfig, RunConfig, with_overrides  # noqa: E402
+from mars_core.run.refine import RefinementRun  # noqa: E402
+from mars_core.run.store import Store  # noqa: E402
 
 
 def main() -> None:

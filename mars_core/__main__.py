@@ -66,9 +66,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .config import DataConfig, RefineConfig, RunConfig, with_overrides
-    from .refine import RefinementRun, RunFinished
-    from .store import Store
+    from mars_core.run.config import DataConfig, RefineConfig, RunConfig, with_overrides
+    from mars_core.run.refine import RefinementRun, RunFinished
+    from mars_core.run.store import Store
 
     store = Store(args.db)
     current: dict[str, tqdm] = {}  # one bar at a time: the stage in progress
@@ -126,8 +126,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import export_run
-    from .store import Store
+    from mars_core.run.export import export_run
+    from mars_core.run.store import Store
 
     if not Path(args.db).exists():
         raise FileNotFoundError(f"store {args.db} does not exist")
@@ -137,7 +137,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _runs(args: argparse.Namespace) -> int:
-    from .store import Store
+    from mars_core.run.store import Store
 
     if not Path(args.db).exists():
         raise FileNotFoundError(f"store {args.db} does not exist")

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import streamlit as st
 
-from mars_core import figures, views
+from mars_core.present import figures, views
 from pages.common import current_run_id, epoch_picker, epochs_or_notice, get_store, page_setup, run_config
 
 page_setup()

@@ -23,14 +23,14 @@ from typing import Any
 
 import streamlit as st
 
-from mars_core import components
-from mars_core.allocation import MARGIN_MODES, STRATEGIES, TAU_SCALES
-from mars_core.config import REVIEW_POLICIES, DataConfig, RefineConfig, RunConfig, with_overrides
-from mars_core.data import DataError
-from mars_core.refine import STAGES, RefinementRun, RunFinished, StepInProgress, StepOutcome
-from mars_core.safe_markdown import escape_markdown
-from mars_core.store import Store, StoreError
-from mars_core.views import run_label
+from mars_core.augment.allocation import MARGIN_MODES, STRATEGIES, TAU_SCALES
+from mars_core.data.loading import DataError
+from mars_core.present.safe_markdown import escape_markdown
+from mars_core.present.views import run_label
+from mars_core.run import components
+from mars_core.run.config import REVIEW_POLICIES, DataConfig, RefineConfig, RunConfig, with_overrides
+from mars_core.run.refine import STAGES, RefinementRun, RunFinished, StepInProgress, StepOutcome
+from mars_core.run.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 DEFAULT_DB = "runs/mars.db"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from mars_core import figures, views
+from mars_core.present import figures, views
 from pages.common import current_run_id, epoch_picker, epochs_or_notice, get_store, page_setup
 
 page_setup()

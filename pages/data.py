@@ -7,10 +7,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from mars_core import views
-from mars_core.config import RunConfig, with_overrides
-from mars_core.data import AXES, FORMATS, DataError, load_pairs, required_columns
-from mars_core.safe_markdown import escape_markdown
+from mars_core.data.loading import AXES, FORMATS, DataError, load_pairs, required_columns
+from mars_core.present import views
+from mars_core.present.safe_markdown import escape_markdown
+from mars_core.run.config import RunConfig, with_overrides
 from pages.common import create_run, current_run_id, db_path, get_store, page_setup, settings_widgets
 
 page_setup()

@@ -6,7 +6,7 @@ import math
 
 import streamlit as st
 
-from mars_core import figures, views
+from mars_core.present import figures, views
 from pages.common import (
     current_run_id,
     epoch_picker,

@@ -10,8 +10,8 @@ import math
 
 import streamlit as st
 
-from mars_core import views
-from mars_core.safe_markdown import diff_markdown, escape_markdown
+from mars_core.present import views
+from mars_core.present.safe_markdown import diff_markdown, escape_markdown
 from pages.common import current_run_id, epochs_or_notice, get_store, page_setup
 
 page_setup()

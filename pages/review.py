@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mars_core import review
-from mars_core.safe_markdown import diff_markdown, escape_markdown
-from mars_core.store import REVIEW_STATUSES, Store
+from mars_core.present.safe_markdown import diff_markdown, escape_markdown
+from mars_core.run import review
+from mars_core.run.store import REVIEW_STATUSES, Store
 from pages.common import current_run_id, get_store, page_setup
 
 page_setup()

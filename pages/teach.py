@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from mars_core import figures, views
-from mars_core.safe_markdown import escape_markdown
-from mars_core.synthetic import toy_gold_weights
+from mars_core.data.synthetic import toy_gold_weights
+from mars_core.present import figures, views
+from mars_core.present.safe_markdown import escape_markdown
 from pages.common import current_run_id, epoch_picker, epochs_or_notice, get_store, page_setup, run_config
 
 page_setup()

@@ -14,6 +14,6 @@ import pytest
 @pytest.fixture(scope="session")
 def text_encoder():
     """The packaged MiniLM sentence encoder (real weights, loaded once)."""
-    from mars_core.encoders import TextEncoder
+    from mars_core.model.encoders import TextEncoder
 
     return TextEncoder()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from mars_core.store import Store
+from mars_core.run.store import Store
 from tests.ui.hostile_run import SCRIPT, create_hostile_run
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,9 +6,9 @@ paraphrases carry the hostile text, so the Data, Margins and Pairs pages all hav
 
 from __future__ import annotations
 
-from mars_core.config import RunConfig
-from mars_core.pairs import PreferencePair
-from mars_core.store import EpochRecord, MarginRow, ParaphraseRecord, Store
+from mars_core.data.pairs import PreferencePair
+from mars_core.run.config import RunConfig
+from mars_core.run.store import EpochRecord, MarginRow, ParaphraseRecord, Store
 
 SCRIPT = "<script>alert(1)</script>"
 HOSTILE = f"{SCRIPT} **bold** $x$ :red[red] [link](javascript:alert(2)) <img src=x onerror=alert(3)>"

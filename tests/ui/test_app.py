@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from mars_core.config import DataConfig, RefineConfig, RunConfig
-from mars_core.refine import RefinementRun
-from mars_core.store import Store
+from mars_core.run.config import DataConfig, RefineConfig, RunConfig
+from mars_core.run.refine import RefinementRun
+from mars_core.run.store import Store
 from tests.ui.hostile_run import HOSTILE, SCRIPT, create_hostile_run
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from mars_core import review
-from mars_core.config import DataConfig, RefineConfig, RunConfig
-from mars_core.refine import RefinementRun
-from mars_core.store import Store
-from mars_core.synthetic import format_toy_vector, parse_toy_vector
+from mars_core.data.synthetic import format_toy_vector, parse_toy_vector
+from mars_core.run import review
+from mars_core.run.config import DataConfig, RefineConfig, RunConfig
+from mars_core.run.refine import RefinementRun
+from mars_core.run.store import Store
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 

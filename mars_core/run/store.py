@@ -1,0 +1,582 @@
+"""SQLite persistence for runs, pairs, paraphrases and their reviews, and finished epochs.
+
+One file in WAL mode so the app's readers never block the writer. Every write that must
+be all-or-nothing (an epoch, a review decision) is a single transaction, so a crash or a
+SIGKILL leaves whole epochs only. The public methods are the whole interface: nothing
+outside this module writes SQL, which keeps a PostgreSQL backend a drop-in later.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mars_core.data.pairs import PreferencePair
+
+SCHEMA_VERSION = 1
+REVIEW_STATUSES = ("pending", "accepted", "rejected", "edited")
+PARAPHRASE_STATUSES = (*REVIEW_STATUSES, "filtered")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    config TEXT NOT NULL,
+    data_source TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    lock_owner TEXT,
+    lock_time REAL
+);
+CREATE TABLE IF NOT EXISTS pairs (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    pair_id TEXT NOT NULL,
+    split TEXT NOT NULL CHECK (split IN ('train', 'test')),
+    prompt TEXT NOT NULL,
+    chosen TEXT NOT NULL,
+    rejected TEXT NOT NULL,
+    source TEXT NOT NULL,
+    parent_id TEXT,
+    epoch_added INTEGER NOT NULL,
+    gold_margin REAL,
+    chosen_paraphrase_id TEXT,
+    rejected_paraphrase_id TEXT,
+    PRIMARY KEY (run_id, pair_id)
+);
+CREATE INDEX IF NOT EXISTS pairs_by_epoch ON pairs(run_id, epoch_added);
+CREATE TABLE IF NOT EXISTS paraphrases (
+    id TEXT NOT NULL,
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    pair_id TEXT NOT NULL,
+    side TEXT NOT NULL CHECK (side IN ('chosen', 'rejected')),
+    epoch INTEGER NOT NULL,
+    source_text TEXT NOT NULL,
+    text TEXT NOT NULL,
+    model TEXT NOT NULL,
+    similarity REAL,
+    verdicts TEXT NOT NULL,
+    status TEXT NOT NULL,
+    edited_text TEXT,
+    reviewer TEXT,
+    reviewed_at REAL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (run_id, id)
+);
+CREATE INDEX IF NOT EXISTS paraphrases_by_status ON paraphrases(run_id, status);
+CREATE TABLE IF NOT EXISTS review_log (
+    run_id INTEGER NOT NULL,
+    paraphrase_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    edited_text TEXT,
+    reviewer TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS epochs (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    epoch INTEGER NOT NULL,
+    metrics TEXT NOT NULL,
+    allocation TEXT NOT NULL,
+    curvature TEXT NOT NULL,
+    model_state BLOB,
+    seconds REAL NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (run_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS margins (
+    run_id INTEGER NOT NULL,
+    epoch INTEGER NOT NULL,
+    pair_id TEXT NOT NULL,
+    split TEXT NOT NULL,
+    margin REAL NOT NULL,
+    alloc_margin REAL,
+    q REAL,
+    count INTEGER,
+    curvature REAL,
+    PRIMARY KEY (run_id, epoch, pair_id)
+);
+CREATE TABLE IF NOT EXISTS feature_cache (key TEXT PRIMARY KEY, vector BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS generation_cache (key TEXT PRIMARY KEY, texts TEXT NOT NULL, created_at REAL NOT NULL);
+"""
+
+
+class StoreError(RuntimeError):
+    """The store could not be opened or a record is inconsistent."""
+
+
+class ReviewConflict(RuntimeError):
+    """Someone else already decided this paraphrase; nothing was overwritten."""
+
+    def __init__(self, paraphrase_id: str, status: str, reviewer: str | None) -> None:
+        super().__init__(
+            f"paraphrase {paraphrase_id} was already marked {status!r} by {reviewer or 'someone else'}"
+        )
+        self.paraphrase_id = paraphrase_id
+        self.status = status
+        self.reviewer = reviewer
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: int
+    name: str
+    config: dict[str, Any]
+    data_source: str
+    created_at: float
+
+
+@dataclass
+class ParaphraseRecord:
+    """One generated candidate, kept or filtered, with its review state."""
+
+    id: str
+    pair_id: str
+    side: str
+    epoch: int
+    source_text: str
+    text: str
+    model: str
+    similarity: float | None = None
+    verdicts: dict[str, Any] = field(default_factory=dict)  # filter reasons and scores
+    status: str = "pending"  # pending / accepted / rejected / edited, or filtered (never trains)
+    edited_text: str | None = None
+    reviewer: str | None = None
+    reviewed_at: float | None = None
+    created_at: float = field(default_factory=time.time)
+
+    @property
+    def final_text(self) -> str:
+        return self.edited_text if self.status == "edited" and self.edited_text else self.text
+
+
+@dataclass
+class MarginRow:
+    pair_id: str
+    split: str
+    margin: float
+    alloc_margin: float | None = None  # the margin the allocation saw (previous model, maybe cross-fitted)
+    q: float | None = None
+    count: int | None = None
+    curvature: float | None = None  # sigma'(margin) * |delta phi|^2 under this epoch's model
+
+
+@dataclass
+class EpochRecord:
+    """Everything one finished epoch adds; committed in one transaction."""
+
+    epoch: int
+    metrics: dict[str, Any]
+    allocation: dict[str, Any] = field(default_factory=dict)
+    curvature: dict[str, Any] = field(default_factory=dict)
+    model_state: dict[str, np.ndarray] | None = None
+    margins: list[MarginRow] = field(default_factory=list)
+    new_pairs: list[PreferencePair] = field(default_factory=list)
+    new_paraphrases: list[ParaphraseRecord] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _pack_arrays(arrays: dict[str, np.ndarray] | None) -> bytes | None:
+    if arrays is None:
+        return None
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def _unpack_arrays(blob: bytes | None) -> dict[str, np.ndarray] | None:
+    if blob is None:
+        return None
+    with np.load(io.BytesIO(blob)) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _select(table: str, run_id: int, extra: str = "", **equal: Any) -> tuple[str, list[Any]]:
+    """SELECT * for one run, narrowed by column = value (a list or tuple means IN); None means any."""
+    query, args = f"SELECT * FROM {table} WHERE run_id = ?{extra}", [run_id]
+    for column, value in equal.items():
+        if value is None:
+            continue
+        values = [value] if isinstance(value, (str, int, float)) else list(value)
+        query += f" AND {column} IN ({','.join('?' * len(values))})"
+        args += values
+    return query, args
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=_json_default, allow_nan=True)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot store {type(value).__name__} as JSON")
+
+
+class Store:
+    """The project's database. Safe to share between threads: each call opens its own connection."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise StoreError(f"store path {self.path} is a directory, expected a database file")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with self._connect() as con:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.executescript(_SCHEMA)
+                con.execute(
+                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                )
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a MARS store (SQLite said: {exc})") from exc
+
+    # -- connections ---------------------------------------------------------------------
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        con.row_factory = sqlite3.Row
+        con.execute("PRAGMA foreign_keys=ON")
+        con.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT: the writer lock is taken up front, so no deadlock upgrades."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    # -- runs ------------------------------------------------------------------------------
+    def create_run(
+        self, name: str, config: dict[str, Any], data_source: str, train: Iterable[PreferencePair],
+        test: Iterable[PreferencePair],
+    ) -> int:
+        """A run and its original data, together or not at all."""
+        with self._transaction() as con:
+            cur = con.execute(
+                "INSERT INTO runs(name, config, data_source, created_at) VALUES (?, ?, ?, ?)",
+                (name, _json(config), data_source, time.time()),
+            )
+            run_id = int(cur.lastrowid)
+            self._insert_pairs(con, run_id, train, "train")
+            self._insert_pairs(con, run_id, test, "test")
+        return run_id
+
+    def list_runs(self) -> list[RunRecord]:
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM runs ORDER BY id").fetchall()
+        return [self._run(row) for row in rows]
+
+    def get_run(self, run_id: int) -> RunRecord:
+        with self._connect() as con:
+            row = con.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no run with id {run_id} in {self.path}")
+        return self._run(row)
+
+    @staticmethod
+    def _run(row: sqlite3.Row) -> RunRecord:
+        return RunRecord(row["id"], row["name"], json.loads(row["config"]), row["data_source"], row["created_at"])
+
+    def acquire_step_lock(self, run_id: int, owner: str, stale_after_s: float = 3600.0) -> bool:
+        """Claim the right to step this run; False if another live owner holds it (two tabs, two processes)."""
+        now = time.time()
+        with self._transaction() as con:
+            cur = con.execute(
+                "UPDATE runs SET lock_owner = ?, lock_time = ? WHERE id = ? AND "
+                "(lock_owner IS NULL OR lock_owner = ? OR lock_time < ?)",
+                (owner, now, run_id, owner, now - stale_after_s),
+            )
+            return cur.rowcount == 1
+
+    def release_step_lock(self, run_id: int, owner: str) -> None:
+        with self._transaction() as con:
+            con.execute(
+                "UPDATE runs SET lock_owner = NULL, lock_time = NULL WHERE id = ? AND lock_owner = ?",
+                (run_id, owner),
+            )
+
+    def step_lock_owner(self, run_id: int) -> str | None:
+        with self._connect() as con:
+            row = con.execute("SELECT lock_owner FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else row["lock_owner"]
+
+    # -- pairs -----------------------------------------------------------------------------
+    @staticmethod
+    def _insert_pairs(con: sqlite3.Connection, run_id: int, pairs: Iterable[PreferencePair], split: str) -> None:
+        con.executemany(
+            "INSERT INTO pairs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (run_id, p.id, split, p.prompt, p.chosen, p.rejected, p.source, p.parent_id, p.epoch_added,
+                 p.gold_margin, p.chosen_paraphrase_id, p.rejected_paraphrase_id)
+                for p in pairs
+            ],
+        )
+
+    def get_pairs(self, run_id: int, split: str | None = None, synthetic: bool | None = None) -> list[PreferencePair]:
+        """Pairs as stored (synthetic ones with their generated texts, before review edits)."""
+        extra = "" if synthetic is None else " AND parent_id IS NOT NULL" if synthetic else " AND parent_id IS NULL"
+        query, args = _select("pairs", run_id, extra, split=split)
+        with self._connect() as con:
+            rows = con.execute(query + " ORDER BY rowid", args).fetchall()
+        return [self._pair(row) for row in rows]
+
+    @staticmethod
+    def _pair(row: sqlite3.Row) -> PreferencePair:
+        return PreferencePair(
+            id=row["pair_id"], prompt=row["prompt"], chosen=row["chosen"], rejected=row["rejected"],
+            source=row["source"], parent_id=row["parent_id"], epoch_added=row["epoch_added"],
+            gold_margin=row["gold_margin"], chosen_paraphrase_id=row["chosen_paraphrase_id"],
+            rejected_paraphrase_id=row["rejected_paraphrase_id"],
+        )
+
+    def training_pairs(self, run_id: int, review_policy: str) -> list[PreferencePair]:
+        """The training set the next step fits on: originals plus the synthetic pairs review allows.
+
+        ``auto``: every synthetic pair except those built from a rejected paraphrase.
+        ``gated``: only synthetic pairs whose paraphrases are all accepted or edited.
+        Edited paraphrases contribute the reviewer's text, not the generated one.
+        """
+        if review_policy not in ("auto", "gated"):
+            raise ValueError(f"review_policy must be 'auto' or 'gated', got {review_policy!r}")
+        allowed = ("accepted", "edited") if review_policy == "gated" else ("pending", "accepted", "edited")
+        statuses = self.paraphrase_statuses(run_id)
+        out: list[PreferencePair] = []
+        for pair in self.get_pairs(run_id, split="train"):
+            changes: dict[str, str] = {}
+            usable = True
+            for side, pid in (("chosen", pair.chosen_paraphrase_id), ("rejected", pair.rejected_paraphrase_id)):
+                if pid is None:
+                    continue
+                status, edited = statuses.get(pid, ("rejected", None))
+                if status not in allowed:
+                    usable = False
+                    break
+                if status == "edited" and edited:
+                    changes[side] = edited
+            if usable:
+                out.append(pair.with_changes(**changes) if changes else pair)
+        return out
+
+    # -- paraphrases and review ------------------------------------------------------------
+    def paraphrase_statuses(self, run_id: int) -> dict[str, tuple[str, str | None]]:
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT id, status, edited_text FROM paraphrases WHERE run_id = ?", (run_id,)
+            ).fetchall()
+        return {row["id"]: (row["status"], row["edited_text"]) for row in rows}
+
+    def get_paraphrases(
+        self, run_id: int, status: str | Iterable[str] | None = None, side: str | None = None,
+        epoch: int | None = None,
+    ) -> list[ParaphraseRecord]:
+        query, args = _select("paraphrases", run_id, status=status, side=side, epoch=epoch)
+        with self._connect() as con:
+            rows = con.execute(query + " ORDER BY rowid", args).fetchall()
+        return [self._paraphrase(row) for row in rows]
+
+    def get_paraphrase(self, run_id: int, paraphrase_id: str) -> ParaphraseRecord:
+        with self._connect() as con:
+            row = con.execute(
+                "SELECT * FROM paraphrases WHERE run_id = ? AND id = ?", (run_id, paraphrase_id)
+            ).fetchone()
+        if row is None:
+            raise StoreError(f"no paraphrase {paraphrase_id!r} in run {run_id}")
+        return self._paraphrase(row)
+
+    @staticmethod
+    def _paraphrase(row: sqlite3.Row) -> ParaphraseRecord:
+        return ParaphraseRecord(
+            id=row["id"], pair_id=row["pair_id"], side=row["side"], epoch=row["epoch"],
+            source_text=row["source_text"], text=row["text"], model=row["model"], similarity=row["similarity"],
+            verdicts=json.loads(row["verdicts"]), status=row["status"], edited_text=row["edited_text"],
+            reviewer=row["reviewer"], reviewed_at=row["reviewed_at"], created_at=row["created_at"],
+        )
+
+    def decide(
+        self, run_id: int, paraphrase_id: str, status: str, reviewer: str, edited_text: str | None = None,
+        expected_status: str = "pending",
+    ) -> ParaphraseRecord:
+        """Record one review decision atomically.
+
+        The update only applies if the item is still in ``expected_status``: a second reviewer
+        who loaded the same item gets ReviewConflict instead of silently overwriting.
+        """
+        if status not in ("accepted", "rejected", "edited", "pending"):
+            raise ValueError(f"review decision must be accepted, rejected, edited or pending, got {status!r}")
+        if not reviewer or not reviewer.strip():
+            raise ValueError("a review decision needs the reviewer's name")
+        if status == "edited" and not (edited_text and edited_text.strip()):
+            raise ValueError("an edit needs the edited text (it must not be empty)")
+        now = time.time()
+        with self._transaction() as con:
+            row = con.execute(
+                "SELECT status, reviewer FROM paraphrases WHERE run_id = ? AND id = ?", (run_id, paraphrase_id)
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"no paraphrase {paraphrase_id!r} in run {run_id}")
+            if row["status"] == "filtered":
+                raise ValueError(f"paraphrase {paraphrase_id} was removed by the filters and cannot be reviewed")
+            if row["status"] != expected_status:
+                raise ReviewConflict(paraphrase_id, row["status"], row["reviewer"])
+            con.execute(
+                "UPDATE paraphrases SET status = ?, edited_text = ?, reviewer = ?, reviewed_at = ? "
+                "WHERE run_id = ? AND id = ?",
+                (status, edited_text if status == "edited" else None, reviewer.strip(), now, run_id, paraphrase_id),
+            )
+            con.execute(
+                "INSERT INTO review_log VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, paraphrase_id, status, edited_text, reviewer.strip(), now),
+            )
+        return self.get_paraphrase(run_id, paraphrase_id)
+
+    def review_counts(self, run_id: int) -> dict[str, int]:
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT status, COUNT(*) AS n FROM paraphrases WHERE run_id = ? GROUP BY status", (run_id,)
+            ).fetchall()
+        counts = dict.fromkeys(PARAPHRASE_STATUSES, 0)
+        counts.update({row["status"]: row["n"] for row in rows})
+        return counts
+
+    def review_log(self, run_id: int) -> list[dict[str, Any]]:
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM review_log WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
+        return [dict(row) for row in rows]
+
+    # -- epochs ----------------------------------------------------------------------------
+    def commit_epoch(
+        self, run_id: int, record: EpochRecord, before_commit: Callable[[], None] | None = None
+    ) -> None:
+        """Write a finished epoch whole or not at all.
+
+        ``before_commit`` runs inside the open transaction (used by the crash test to kill the
+        process at the worst moment).
+        """
+        with self._transaction() as con:
+            if con.execute(
+                "SELECT 1 FROM epochs WHERE run_id = ? AND epoch = ?", (run_id, record.epoch)
+            ).fetchone():
+                raise StoreError(f"run {run_id} already has epoch {record.epoch}")
+            con.executemany(
+                "INSERT INTO paraphrases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (p.id, run_id, p.pair_id, p.side, p.epoch, p.source_text, p.text, p.model, p.similarity,
+                     _json(p.verdicts), p.status, p.edited_text, p.reviewer, p.reviewed_at, p.created_at)
+                    for p in record.new_paraphrases
+                ],
+            )
+            self._insert_pairs(con, run_id, record.new_pairs, "train")
+            con.executemany(
+                "INSERT INTO margins VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (run_id, record.epoch, m.pair_id, m.split, float(m.margin), m.alloc_margin, m.q, m.count,
+                     m.curvature)
+                    for m in record.margins
+                ],
+            )
+            con.execute(
+                "INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (run_id, record.epoch, _json(record.metrics), _json(record.allocation), _json(record.curvature),
+                 _pack_arrays(record.model_state), record.seconds, time.time()),
+            )
+            if before_commit is not None:
+                before_commit()
+
+    def epochs(self, run_id: int) -> list[int]:
+        with self._connect() as con:
+            rows = con.execute("SELECT epoch FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,)).fetchall()
+        return [row["epoch"] for row in rows]
+
+    def last_epoch(self, run_id: int) -> int | None:
+        done = self.epochs(run_id)
+        return done[-1] if done else None
+
+    def get_epoch(self, run_id: int, epoch: int, with_model: bool = False) -> EpochRecord:
+        """An epoch's summaries (and model state if asked); margins via ``margins_frame``."""
+        with self._connect() as con:
+            row = con.execute(
+                "SELECT * FROM epochs WHERE run_id = ? AND epoch = ?", (run_id, epoch)
+            ).fetchone()
+        if row is None:
+            raise StoreError(f"run {run_id} has no epoch {epoch}")
+        return EpochRecord(
+            epoch=row["epoch"], metrics=json.loads(row["metrics"]), allocation=json.loads(row["allocation"]),
+            curvature=json.loads(row["curvature"]),
+            model_state=_unpack_arrays(row["model_state"]) if with_model else None, seconds=row["seconds"],
+        )
+
+    def epoch_table(self, run_id: int) -> list[dict[str, Any]]:
+        """One dict per epoch: metrics, allocation summary, curvature summary (for curves and tables)."""
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT epoch, metrics, allocation, curvature, seconds FROM epochs WHERE run_id = ? ORDER BY epoch",
+                (run_id,),
+            ).fetchall()
+        return [
+            {"epoch": r["epoch"], "metrics": json.loads(r["metrics"]), "allocation": json.loads(r["allocation"]),
+             "curvature": json.loads(r["curvature"]), "seconds": r["seconds"]}
+            for r in rows
+        ]
+
+    def margin_rows(self, run_id: int, epoch: int | None = None, split: str | None = None) -> list[dict[str, Any]]:
+        query, args = _select("margins", run_id, epoch=epoch, split=split)
+        with self._connect() as con:
+            rows = con.execute(query + " ORDER BY epoch, rowid", args).fetchall()
+        return [dict(row) for row in rows]
+
+    # -- caches ----------------------------------------------------------------------------
+    def get_features(self, keys: list[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        with self._connect() as con:
+            for start in range(0, len(keys), 500):
+                chunk = keys[start : start + 500]
+                rows = con.execute(
+                    f"SELECT key, vector FROM feature_cache WHERE key IN ({','.join('?' * len(chunk))})", chunk
+                ).fetchall()
+                out.update({row["key"]: np.frombuffer(row["vector"], dtype=np.float32).copy() for row in rows})
+        return out
+
+    def put_features(self, vectors: dict[str, np.ndarray]) -> None:
+        with self._transaction() as con:
+            con.executemany(
+                "INSERT OR IGNORE INTO feature_cache VALUES (?, ?)",
+                [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in vectors.items()],
+            )
+
+    def get(self, key: str) -> list[str] | None:
+        """Generation cache lookup (the paraphraser's cache protocol)."""
+        with self._connect() as con:
+            row = con.execute("SELECT texts FROM generation_cache WHERE key = ?", (key,)).fetchone()
+        return None if row is None else json.loads(row["texts"])
+
+    def put(self, key: str, texts: list[str]) -> None:
+        """Generation cache write; committed at once so a crash mid-epoch never regenerates."""
+        with self._transaction() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO generation_cache VALUES (?, ?, ?)", (key, json.dumps(texts), time.time())
+            )
+
+
+def record_dict(record: Any) -> dict[str, Any]:
+    """A dataclass record as a JSON-safe dict (for exports and the UI)."""
+    return json.loads(_json(asdict(record)))

@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     store = Store(args.db)
     current: dict[str, tqdm] = {}  # one bar at a time: the stage in progress
 
-    def progress(stage: str, done: int, total: int) -> None:
+    def progress(stage: str, done: int, total: int, detail: str = "") -> None:
         bar = current.get("bar")
         if bar is None or bar.desc.strip() != stage:
             if bar is not None:

@@ -157,6 +157,7 @@ class StepJob:
     session: str
     owner: str = field(default_factory=lambda: f"{HOST}:{os.getpid()}:{uuid.uuid4().hex[:8]}")
     stage: str = "starting"
+    detail: str = ""
     done: int = 0
     total: int = 1
     outcomes: list[StepOutcome] = field(default_factory=list)
@@ -171,8 +172,8 @@ class StepJob:
     def running(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
-    def progress(self, stage: str, done: int, total: int) -> None:
-        self.stage, self.done, self.total = stage, done, max(total, 1)
+    def progress(self, stage: str, done: int, total: int, detail: str = "") -> None:
+        self.stage, self.done, self.total, self.detail = stage, done, max(total, 1), detail
 
     def fraction(self) -> float:
         within = (STAGES.index(self.stage) + self.done / self.total) / len(STAGES) if self.stage in STAGES else 0.0

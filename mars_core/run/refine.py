@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 
 STAGES = ("scoring", "allocating", "paraphrasing", "filtering", "training", "evaluating", "curvature", "saving")
 
-# progress(stage, done, total): called at the start of each stage and as paraphrase batches finish
-Progress = Callable[[str, int, int], None]
+# progress(stage, done, total, detail=""): called at the start of each stage and as its work advances;
+# detail is a short free text (e.g. "loss 0.61") that a status line may show
+Progress = Callable[..., None]
 
 
 class RunFinished(RuntimeError):
@@ -263,7 +264,7 @@ class RefinementRun:
 
 
 # -- pieces of a step (module functions: each testable alone) ---------------------------------------
-def _quiet(stage: str, done: int, total: int) -> None:
+def _quiet(stage: str, done: int, total: int, detail: str = "") -> None:
     return None
 
 

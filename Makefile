@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench bench-train clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,13 @@ lint: setup
 bench: setup
 	$(PY) bench/step.py
 	$(PY) bench/curvature.py
+
+# fine-tuned reward model against TRL's RewardTrainer (trl is a benchmark-only dependency)
+bench-train: setup
+	$(PY) -m pip install -q -r bench/requirements.txt
+	for p in throughput step; do $(PY) bench/train.py --part $$p || exit 1; done
+	for s in 0 1 2; do $(PY) bench/train.py --part accuracy --split $$s || exit 1; done
+	$(PY) bench/train.py --part table
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,21 +1,25 @@
-"""Paraphrase throughput: generated tokens/s and texts/s, baseline vs the knobs we tried.
+"""Paraphrase throughput on demo-like and real HH-RLHF texts: generated tokens/s, texts/s, where the time goes.
 
     .venv/bin/python bench/paraphrase.py [--quick] [--json PATH]
 
-"baseline" is plain ``model.generate`` the way one writes it first (model's own long system
-prompt, batch 8 in input order, fixed max_new_tokens, fp32, torch defaults). The other
-``knob:`` rows change one thing at a time from the final settings; ``final`` rows go through
-``LMParaphraser`` itself. The machine is shared, so rows are noisy: compare within one run.
+Rows (each on the same texts, n = 1, cache off, best of --repeats passes):
+  generate()            transformers' generate with the same few-shot prompts, batch 16, length-sorted,
+                        left-padded, its own sampler: what the paraphraser did before issue 11, on today's prompt
+  ours                  LMParaphraser: finished rows leave the batch, shared prompt prefix computed once,
+                        per-row seeded top-k/top-p sampler
+  ours, no shared prefix / ours, batch 32 / ours, 1 thread: one knob changed at a time
+The machine is shared, so rows are noisy: compare within one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import random
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -24,7 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from mars_core.augment.paraphrase import LMParaphraser, ParaphraseConfig  # noqa: E402
+from mars_core.augment.lm_paraphraser import LMParaphraser  # noqa: E402
+from mars_core.augment.paraphraser import ParaphraseConfig  # noqa: E402
+from mars_core.data.schemas import split_hh_dialogue  # noqa: E402
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh_harmless_dev.jsonl"
 
 TEXTS = [
     "I'm sorry, but I can't help with that request.",
@@ -83,150 +91,109 @@ TEXTS = [
 ]
 
 
-def plain_generate(
-    para: LMParaphraser,
-    texts: list[str],
-    *,
-    batch_size: int = 8,
-    sort: bool = True,
-    short_system: bool = True,
-    scaled_budget: bool = True,
-    fixed_max_new_tokens: int = 128,
-    inference_mode: bool = True,
-    greedy: bool = False,
-    static_cache: bool = False,
-    n: int = 1,
-) -> dict:
-    """One knob setting on the paraphraser's own model and tokenizer; counts tokens up to EOS."""
-    tok, model, cfg = para.tokenizer, para.model, para.config
-    instruction = cfg.instruction
-    if short_system:
-        prompts = [para._prompt(t, instruction) for t in texts]
-    else:  # the model's built-in system prompt ("You are a helpful AI assistant named SmolLM, ...")
-        prompts = [
-            tok.apply_chat_template(
-                [{"role": "user", "content": f"{instruction}\n\n{t}"}], tokenize=False, add_generation_prompt=True
-            )
-            for t in texts
-        ]
-    src_len = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
-    order = sorted(range(len(texts)), key=lambda i: len(tok(prompts[i])["input_ids"])) if sort else list(
-        range(len(texts))
-    )
-    eos = para._eos_ids
-    generated, padding, started = 0, 0, time.perf_counter()
-    ctx = torch.inference_mode if inference_mode else torch.no_grad
-    sampling = {"do_sample": False} if greedy else {"do_sample": True, "temperature": cfg.temperature,
-                                                    "top_p": cfg.top_p, "top_k": None}
+def real_texts(n: int, seed: int = 0) -> list[str]:
+    """n final assistant responses from the HH-RLHF harmless file (chosen or rejected by a seeded coin)."""
+    rows = [json.loads(line) for line in REAL.read_text().splitlines() if line.strip()]
+    rng = random.Random(seed)
+    out = []
+    for i in rng.sample(range(len(rows)), len(rows)):
+        try:
+            text = split_hh_dialogue(rows[i][rng.choice(("chosen", "rejected"))])[1]
+        except ValueError:
+            continue
+        if text.strip():
+            out.append(text)
+        if len(out) == n:
+            break
+    return out
+
+
+def hf_generate(para: LMParaphraser, texts: list[str], batch_size: int = 16) -> dict:
+    """transformers' generate on our prompts: length-sorted left-padded batches, its own top-p sampler."""
+    tok = para.tokenizer
+    tok.padding_side = "left"
+    prompts = [para.prompt_ids(t, para.instruction) for t in texts]
+    budgets = [para.config.new_token_budget(len(tok(t, add_special_tokens=False)["input_ids"])) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(prompts[i]))
+    generated, started = 0, time.perf_counter()
     torch.manual_seed(0)
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
-        enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-        padding += int((enc["attention_mask"] == 0).sum()) * n
-        budget = cfg.new_token_budget(max(src_len[i] for i in idx)) if scaled_budget else fixed_max_new_tokens
-        extra = {"cache_implementation": "static"} if static_cache else {}
-        with ctx():
-            out = model.generate(**enc, max_new_tokens=budget, num_return_sequences=n, eos_token_id=eos,
-                                 pad_token_id=para._pad_id, **sampling, **extra)
-        new = out[:, enc["input_ids"].shape[1] :]
-        is_eos = torch.isin(new, torch.tensor(eos))
-        first = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, new.shape[1])
-        generated += int(first.sum())
+        width = max(len(prompts[i]) for i in idx)
+        ids = torch.tensor([[para._pad_id] * (width - len(prompts[i])) + prompts[i] for i in idx])
+        mask = torch.tensor([[0] * (width - len(prompts[i])) + [1] * len(prompts[i]) for i in idx])
+        with torch.inference_mode():
+            out = para.model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(budgets[i] for i in idx),
+                                      do_sample=True, temperature=para.config.temperature, top_p=para.config.top_p,
+                                      top_k=None, eos_token_id=para._eos_ids, pad_token_id=para._pad_id)
+        new = out[:, width:]
+        is_eos = torch.isin(new, torch.tensor(para._eos_ids))
+        generated += int(torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, new.shape[1]).sum())
     seconds = time.perf_counter() - started
-    return {"tokens": generated, "seconds": seconds, "tok_s": generated / seconds,
-            "texts_s": len(texts) / seconds, "padding_tokens": padding}
+    return {"tokens": generated, "seconds": seconds, "tok_s": generated / seconds, "texts_s": len(texts) / seconds}
 
 
-def paraphraser_row(para: LMParaphraser, texts: list[str], n: int, seed: int) -> dict:
-    """The real code path, cache off, timed end to end (tokenising, sorting, extraction included)."""
-    para.tokens_generated, para.seconds_generating = 0, 0.0
-    started = time.perf_counter()
-    out = para.paraphrase(texts, n=n, seed=seed)
-    seconds = time.perf_counter() - started
-    return {"tokens": para.tokens_generated, "seconds": seconds, "tok_s": para.tokens_generated / seconds,
-            "texts_s": len(texts) / seconds, "empty": sum(n - len(o) for o in out)}
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="8 texts and the main rows only")
-    parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "paraphrase.json"))
-    parser.add_argument("--repeats", type=int, default=None, help="passes over all rows (default 2, quick 1)")
-    args = parser.parse_args()
-    args.repeats = args.repeats or (1 if args.quick else 2)
-    texts = TEXTS[::4] if args.quick else TEXTS
-    started = time.perf_counter()
-    para = LMParaphraser(ParaphraseConfig())
-    load_s = time.perf_counter() - started
-    default_threads = torch.get_num_threads()
-    plain_generate(para, texts[:2], batch_size=2, fixed_max_new_tokens=4, scaled_budget=False)  # warm-up
-
-    baseline = {"sort": False, "short_system": False, "scaled_budget": False, "inference_mode": False}
-    rows: list[tuple[str, dict]] = [
-        ("baseline: plain generate, batch 8, fp32", lambda: plain_generate(para, texts, **baseline)),
-        ("final: LMParaphraser n=1", lambda: paraphraser_row(para, texts, 1, 0)),
-        ("final: LMParaphraser n=2 (16 rows/batch)", lambda: paraphraser_row(para, texts, 2, 0)),
-    ]
-    if not args.quick:
-        rows += [
-            ("knob: generate's full-vocab top-p sampler", lambda: _with_config(para, replace(para.config, top_k=0),
-                                                                             lambda: paraphraser_row(para, texts, 1, 0))),
-            ("knob: batch 16 texts (final)", lambda: _with_config(para, replace(para.config, batch_size=16),
-                                                                  lambda: paraphraser_row(para, texts, 1, 0))),
-            ("knob: 1 thread (final)", lambda: _with_threads(1, lambda: paraphraser_row(para, texts, 1, 0))),
-            ("knob: final but generate's sampler (plain generate)", lambda: plain_generate(para, texts)),
-            ("knob: unsorted", lambda: plain_generate(para, texts, sort=False)),
-            ("knob: long (model default) system prompt", lambda: plain_generate(para, texts, short_system=False)),
-            ("knob: fixed max_new_tokens=128", lambda: plain_generate(para, texts, scaled_budget=False)),
-            ("knob: no_grad instead of inference_mode", lambda: plain_generate(para, texts, inference_mode=False)),
-            ("knob: greedy", lambda: plain_generate(para, texts, greedy=True)),
-            ("knob: static KV cache", lambda: plain_generate(para, texts, static_cache=True)),
-            ("knob: batch 16", lambda: plain_generate(para, texts, batch_size=16)),
-            ("knob: batch 32", lambda: plain_generate(para, texts, batch_size=32)),
-            ("knob: 1 thread (plain generate)", lambda: _with_threads(1, lambda: plain_generate(para, texts))),
-        ]
-    # Round-robin passes, best pass per row: on a shared machine a neighbour's burst should not
-    # decide which knob wins. All passes are kept in the JSON.
-    passes: dict[str, list[dict]] = {name: [] for name, _ in rows}
-    for rep in range(args.repeats):
-        for name, run in rows:
-            passes[name].append(run())
-            last = passes[name][-1]
-            print(f"  pass {rep + 1}: {name:58s} {last['tok_s']:7.1f} tok/s {last['seconds']:7.1f} s "
-                  f"load {os.getloadavg()[0]:.1f}", flush=True)
-    results = []
-    print(f"{'setting (best of ' + str(args.repeats) + ')':66s} {'tok/s':>7s} {'texts/s':>8s} {'tokens':>7s} {'sec':>7s}")
-    for name, _ in rows:
-        best = max(passes[name], key=lambda r: r["texts_s"])
-        results.append({"setting": name, **best, "passes": passes[name]})
-        print(f"{name:66s} {best['tok_s']:7.1f} {best['texts_s']:8.2f} {best['tokens']:7d} {best['seconds']:7.1f}")
-    report = {
-        "texts": len(texts), "model": para.config.model, "name": para.name, "load_seconds": load_s,
-        "torch_threads": default_threads, "cpu_count": os.cpu_count(),
-        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None, "rows": results,
-    }
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2))
-    print(f"wrote {path}")
-
-
-def _with_config(para: LMParaphraser, config: ParaphraseConfig, run):  # noqa: ANN001, ANN202
-    previous = para.config
-    para.config = config
+def ours(para: LMParaphraser, texts: list[str], **changes) -> dict:
+    """The real code path (cache off), with config changes; ``shared_prefix=False`` turns prefix reuse off."""
+    previous, prefix = para.config, para._shared_prefix
+    para.config = dataclasses.replace(previous, **{k: v for k, v in changes.items() if k != "shared_prefix"})
+    if changes.get("shared_prefix") is False:
+        para._shared_prefix = lambda prompts: (0, None)
     try:
-        return run()
+        got = para.paraphrase(texts, 1, seed=0)
     finally:
-        para.config = previous
+        para.config, para._shared_prefix = previous, prefix
+    return {"tokens": got.tokens, "seconds": got.seconds, "tok_s": got.tokens / got.seconds,
+            "texts_s": len(texts) / got.seconds, "failures": len(got.failures)}
 
 
-def _with_threads(threads: int, run):  # noqa: ANN001, ANN202
+def with_threads(threads: int, run):  # noqa: ANN001, ANN202
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         return run()
     finally:
         torch.set_num_threads(previous)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="16 texts per set, main rows only")
+    parser.add_argument("--real", type=int, default=48, help="real HH-RLHF responses")
+    parser.add_argument("--repeats", type=int, default=None, help="passes over all rows (default 2, quick 1)")
+    parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "paraphrase.json"))
+    args = parser.parse_args()
+    repeats = args.repeats or (1 if args.quick else 2)
+    started = time.perf_counter()
+    para = LMParaphraser(ParaphraseConfig())
+    load_s = time.perf_counter() - started
+    sets = {"demo-like": TEXTS[::2] if args.quick else TEXTS,
+            "real HH": real_texts(16 if args.quick else args.real) if REAL.exists() else []}
+    ours(para, TEXTS[:2], min_new_tokens=1, max_new_tokens=4)  # warm-up
+    rows = []
+    for set_name, texts in sets.items():
+        if not texts:
+            print(f"skipping {set_name}: {REAL} not found")
+            continue
+        cases = [("generate()", lambda t=texts: hf_generate(para, t)), ("ours", lambda t=texts: ours(para, t))]
+        if not args.quick:
+            cases += [("ours, no shared prefix", lambda t=texts: ours(para, t, shared_prefix=False)),
+                      ("ours, batch 32", lambda t=texts: ours(para, t, batch_size=32)),
+                      ("ours, 1 thread", lambda t=texts: with_threads(1, lambda: ours(para, t)))]
+        for name, run in cases:
+            passes = [run() for _ in range(repeats)]
+            best = max(passes, key=lambda r: r["tok_s"])
+            words = sum(len(t.split()) for t in texts) / len(texts)
+            rows.append({"texts": set_name, "n_texts": len(texts), "mean_words": words, "setting": name, **best,
+                         "passes": passes})
+            print(f"{set_name:10s} {name:26s} {best['tok_s']:7.1f} tok/s {best['texts_s']:6.2f} texts/s "
+                  f"{best['tokens']:6d} tokens {best['seconds']:6.1f} s  load {os.getloadavg()[0]:.1f}", flush=True)
+    report = {"model": para.config.model, "name": para.name, "load_seconds": load_s,
+              "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "rows": rows}
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

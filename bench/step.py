@@ -54,8 +54,6 @@ def main() -> None:
         n_train = len(store.get_pairs(run.run_id, split="train"))
         rows.append(("epoch 0 (encode all texts, fit)", time.perf_counter() - start, f"{n_train} train pairs"))
 
-        para = components.paraphraser
-        tokens0, gen0 = getattr(para, "tokens_generated", 0), getattr(para, "seconds_generating", 0.0)
         start = time.perf_counter()
         outcome = run.step()
         step_seconds = time.perf_counter() - start
@@ -63,10 +61,11 @@ def main() -> None:
             rows.append((f"  step: {stage}", seconds, ""))
         rows.append(("one Step, total", step_seconds, f"budget {args.budget}, {outcome.metrics['pairs_added']} pairs added"))
 
-        tokens = getattr(para, "tokens_generated", 0) - tokens0
-        gen_seconds = getattr(para, "seconds_generating", 0.0) - gen0
+        tokens = outcome.metrics["paraphrase_tokens"]
+        gen_seconds = outcome.stage_seconds["paraphrasing"]
         tok_s = tokens / gen_seconds if gen_seconds else float("nan")
-        rows.append(("paraphrase generation", gen_seconds, f"{tokens} tokens, {tok_s:.1f} tokens/s"))
+        rows.append(("paraphrase generation", gen_seconds, f"{tokens} tokens, {tok_s:.1f} tokens/s, "
+                     f"{outcome.metrics['paraphrases_kept']} kept of {outcome.metrics['paraphrases_generated']}"))
 
         train = store.training_pairs(run.run_id, "auto")
         components.model.margins(train)  # warm the cache

@@ -1,115 +1,101 @@
-"""Headless CLI: `python -m mars_core run|export|runs`.
+"""Headless CLI: `python -m mars_core run|export|runs|delete`.
 
     python -m mars_core run --data demo --strategy mars --epochs 3 --budget 32 --tau 1 --db runs/mars.db
     python -m mars_core run --resume 1 --db runs/mars.db --epochs 2
     python -m mars_core export --db runs/mars.db --run 1 --out augmented.jsonl
+    python -m mars_core delete --db runs/mars.db --run 1
+
+The run flags (help, choices, defaults) come from the config dataclasses: see mars_core/run/settings.py.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
-import math
 import os
-import sys
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from tqdm import tqdm  # noqa: E402
+
+from mars_core.run.compare_cli import add_compare_arguments, run_compare  # noqa: E402
+from mars_core.run.config import RefineConfig  # noqa: E402
+from mars_core.run.export import SELECTIONS, export_run  # noqa: E402
+from mars_core.run.refine import RefinementRun, RunFinished  # noqa: E402
+from mars_core.run.settings import add_config_flags, config_from_args, given_flags  # noqa: E402
+from mars_core.run.sources import SourceData, load_source, write_problems  # noqa: E402
+from mars_core.run.store import Store  # noqa: E402
+
 DEFAULT_DB = "runs/mars.db"
+REASONS_SHOWN = 5  # skipped rows printed on load; the full list goes to a CSV next to the store
+
+Command = Callable[[argparse.Namespace], int]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mars_core", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-
-    run = sub.add_parser("run", help="create (or resume) a run and step it epoch by epoch")
-    run.add_argument("--data", default="demo", help="demo (text suite), toy (2-D), or a data file path")
-    run.add_argument("--format", default="auto", help="data schema: auto, generic, hh-rlhf, pku-saferlhf, ...")
-    run.add_argument("--axis", default="helpful", help="PKU-SafeRLHF axis: helpful or harmless")
-    run.add_argument("--pairs", type=int, default=None, help="demo size, or use only the first N pairs of a file")
-    run.add_argument("--noise", type=float, default=0.0, help="demo suites: label flip probability")
-    run.add_argument("--strategy", default="mars", choices=["mars", "uniform", "won", "none"])
-    run.add_argument("--epochs", type=int, default=3, help="refinement epochs to run now (and the run's cap)")
-    run.add_argument("--budget", type=int, default=32, help="paraphrase generations per epoch")
-    run.add_argument("--tau", type=float, default=1.0)
-    run.add_argument("--tau-scale", default="raw", choices=["raw", "std"])
-    run.add_argument("--margin-mode", default="abs", choices=["abs", "signed"])
-    run.add_argument("--folds", type=int, default=5, help="cross-fitting folds for allocation margins; 0 = in-sample")
-    run.add_argument("--review", default="auto", choices=["auto", "gated"])
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--paraphraser", default=None, help="packaged:smollm2 (default), a local path or a hub id")
-    run.add_argument("--db", default=DEFAULT_DB, help="SQLite store file")
-    run.add_argument("--name", default=None, help="a name for the new run")
-    run.add_argument("--resume", type=int, default=None, help="continue this stored run id instead")
-
-    export = sub.add_parser("export", help="write a run's augmented data as JSONL or CSV (TRL-readable)")
-    export.add_argument("--db", default=DEFAULT_DB)
-    export.add_argument("--run", type=int, required=True)
-    export.add_argument("--out", required=True, help="file.jsonl or file.csv")
-    export.add_argument("--selection", default="training", choices=["training", "all", "reviewed"])
-
-    runs = sub.add_parser("runs", help="list the runs in a store")
-    runs.add_argument("--db", default=DEFAULT_DB)
-
+    handlers: dict[str, Command] = {}
+    for name, (add_arguments, handler, help_text) in SUBCOMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help_text))
+        handlers[name] = handler
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        return {"run": _run, "export": _export, "runs": _runs}[args.command](args)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        return handlers[args.command](args)
+    except (ValueError, OSError, RuntimeError) as exc:  # bad input or a refused action: a message, not a traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
 
+# -- run -----------------------------------------------------------------------------------------------
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_flags(parser)
+    parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLite store file (default: {DEFAULT_DB})")
+    parser.add_argument("--name", default=None, help="a name for the new run")
+    parser.add_argument("--resume", type=int, default=None,
+                        help="continue this stored run id instead (it keeps its settings; --epochs says how many more)")
+
+
 def _run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from mars_core.run.config import DataConfig, RefineConfig, RunConfig, with_overrides
-    from mars_core.run.refine import RefinementRun, RunFinished
-    from mars_core.run.store import Store
-
+    epochs_now = getattr(args, "epochs", RefineConfig().epochs)
+    if args.resume is not None:
+        ignored = [s.flag for s in given_flags(args) if s.flag != "--epochs"]
+        if ignored:
+            raise ValueError(f"{', '.join(ignored)} cannot change a stored run (--resume {args.resume} keeps its "
+                             "settings); start a new run instead")
+    else:
+        config = config_from_args(args)  # validate every flag before touching the store
     store = Store(args.db)
-    current: dict[str, tqdm] = {}  # one bar at a time: the stage in progress
-
-    def progress(stage: str, done: int, total: int, detail: str = "") -> None:
-        bar = current.get("bar")
-        if bar is None or bar.desc.strip() != stage:
-            if bar is not None:
-                bar.close()
-            bar = current["bar"] = tqdm(total=max(total, 1), desc=f"{stage:>12}", leave=False, file=sys.stderr)
-        bar.n = min(done, bar.total)
-        bar.refresh()
-
-    def close_bar() -> None:
-        if "bar" in current:
-            current.pop("bar").close()
+    progress, close_bar = _progress_bars()
 
     if args.resume is not None:
         run = RefinementRun.open(store, args.resume)
-        target = run.epoch + args.epochs
+        target = run.epoch + epochs_now
         if run.config.refine.epochs < target:
-            print(f"note: run {args.resume} was created with a cap of {run.config.refine.epochs} epochs", file=sys.stderr)
+            print(f"note: run {args.resume} was created with a cap of {run.config.refine.epochs} epochs",
+                  file=sys.stderr)
     else:
-        source = {"demo": "demo:text", "toy": "demo:toy"}.get(args.data, args.data)
-        config = RunConfig(
-            data=DataConfig(source=source, format=args.format, axis=args.axis, n_pairs=args.pairs, noise=args.noise,
-                             seed=args.seed),
-            refine=RefineConfig(epochs=args.epochs, budget_per_epoch=args.budget, cross_fit_folds=args.folds,
-                                review_policy=args.review, seed=args.seed),
-        )
-        config = with_overrides(config, allocation={"strategy": args.strategy, "tau": args.tau,
-                                                    "tau_scale": args.tau_scale, "margin_mode": args.margin_mode})
-        if args.paraphraser:
-            config = with_overrides(config, paraphrase={"model": args.paraphraser})
-        print(f"loading data and models; fitting epoch 0 ({config.data.source}) ...", file=sys.stderr)
-        run = RefinementRun.create(store, config, name=args.name, progress=progress)
-        close_bar()
-        target = args.epochs
+        data = load_source(config.data)
+        _report_load(data, Path(args.db))
+        config.check_training_size(len(data.train))
+        print(f"loading models; fitting epoch 0 ({data.description}) ...", file=sys.stderr)
+        try:
+            run = RefinementRun.create(store, config, name=args.name, progress=progress, data=data)
+        finally:
+            close_bar()
+        target = epochs_now
     print(f"run {run.run_id} in {args.db}: {store.get_run(run.run_id).data_source}")
     print(_table_header())
-    print(_table_row(store.get_epoch(run.run_id, run.epoch).metrics, store.get_epoch(run.run_id, run.epoch).seconds))
+    epoch = store.get_epoch(run.run_id, run.epoch)
+    print(_table_row(epoch.metrics, epoch.seconds))
     while run.epoch < target:
         try:
             outcome = run.step(progress=progress)
@@ -125,27 +111,111 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(args: argparse.Namespace) -> int:
-    from mars_core.run.export import export_run
-    from mars_core.run.store import Store
+def _report_load(data: SourceData, db: Path) -> None:
+    """Per file: the first skipped and duplicate rows (row, field, why) and where the full list is; the split."""
+    for report in data.reports:
+        if not report.skipped and not report.duplicates:
+            continue
+        name = Path(report.path).name
+        print(f"{name}: {report.rows_read} rows read, {len(report.skipped)} skipped, "
+              f"{len(report.duplicates)} exact duplicates dropped", file=sys.stderr)
+        for line in report.skip_lines(REASONS_SHOWN) + report.duplicate_lines(REASONS_SHOWN):
+            print(f"  {line}", file=sys.stderr)
+        full = write_problems(report, db.parent)
+        print(f"  every skipped and duplicate row: {full}"
+              + ("  (--strict stops at the first bad row instead)" if report.skipped else ""), file=sys.stderr)
+    if data.split is not None:
+        print(data.split.summary(), file=sys.stderr)
+    if data.test_prompts_in_train:
+        print(f"warning: {data.test_prompts_in_train} prompts of the held-out file also occur in training",
+              file=sys.stderr)
 
-    if not Path(args.db).exists():
-        raise FileNotFoundError(f"store {args.db} does not exist")
-    n = export_run(Store(args.db), args.run, args.out, args.selection)
+
+def _progress_bars() -> tuple[Callable[..., None], Callable[[], None]]:
+    """progress(stage, done, total, detail) as one tqdm bar per stage, and a function closing the open bar."""
+    current: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int, detail: str = "") -> None:
+        bar = current.get("bar")
+        if bar is None or bar.desc.strip() != stage:
+            if bar is not None:
+                bar.close()
+            bar = current["bar"] = tqdm(total=max(total, 1), desc=f"{stage:>12}", leave=False, file=sys.stderr)
+        if bar.total != max(total, 1):  # a stage learns its size after its first call (e.g. training batches)
+            bar.total = max(total, 1)
+        bar.n = min(done, bar.total)
+        if detail:
+            bar.set_postfix_str(detail, refresh=False)
+        bar.refresh()
+
+    def close() -> None:
+        if "bar" in current:
+            current.pop("bar").close()
+
+    return progress, close
+
+
+# -- export, runs, delete ---------------------------------------------------------------------------------
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default=DEFAULT_DB)
+    parser.add_argument("--run", type=int, required=True)
+    parser.add_argument("--out", required=True, help="file.jsonl or file.csv")
+    parser.add_argument("--selection", default="training", choices=SELECTIONS)
+
+
+def _export(args: argparse.Namespace) -> int:
+    n = export_run(_existing_store(args.db), args.run, args.out, args.selection)
     print(f"wrote {n} pairs to {args.out}")
     return 0
 
 
-def _runs(args: argparse.Namespace) -> int:
-    from mars_core.run.store import Store
+def _runs_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default=DEFAULT_DB)
 
-    if not Path(args.db).exists():
-        raise FileNotFoundError(f"store {args.db} does not exist")
-    store = Store(args.db)
+
+def _runs(args: argparse.Namespace) -> int:
+    store = _existing_store(args.db)
     for rec in store.list_runs():
-        strategy = rec.config.get("allocation", {}).get("strategy")
-        print(f"{rec.id:>4}  epoch {store.last_epoch(rec.id)!s:>3}  {strategy:<8} {rec.name}")
+        strategy = rec.config.get("allocation", {}).get("strategy", "?")
+        last = store.last_epoch(rec.id)
+        state = f"epoch {last:>3}" if last is not None else "incomplete (no epoch 0)"
+        print(f"{rec.id:>4}  {state}  {strategy:<8} {rec.name}")
+        if last is None:
+            print(f"      its creation was interrupted: python -m mars_core delete --db {args.db} --run {rec.id}")
+        lock = store.step_lock(rec.id)
+        if lock is not None:
+            print(f"      {lock.describe()}")
     return 0
+
+
+def _delete_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", default=DEFAULT_DB)
+    parser.add_argument("--run", type=int, required=True)
+    parser.add_argument("--force", action="store_true", help="delete even while a step lock is held")
+
+
+def _delete(args: argparse.Namespace) -> int:
+    store = _existing_store(args.db)
+    name = store.get_run(args.run).name
+    store.delete_run(args.run, force=args.force)
+    print(f"deleted run {args.run} ({name}) from {args.db}")
+    return 0
+
+
+def _existing_store(db: str) -> Store:
+    if not Path(db).is_file():
+        raise FileNotFoundError(f"store {db} does not exist" if not Path(db).exists() else f"store {db} is not a file")
+    return Store(db)
+
+
+# name -> (add its arguments, run it, help). A new subcommand is one entry here.
+SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Command, str]] = {
+    "run": (_run_arguments, _run, "create (or resume) a run and step it epoch by epoch"),
+    "export": (_export_arguments, _export, "write a run's augmented data as JSONL or CSV (TRL-readable)"),
+    "runs": (_runs_arguments, _runs, "list the runs in a store, with who holds a step lock"),
+    "delete": (_delete_arguments, _delete, "delete a run and everything stored for it"),
+    "compare": (add_compare_arguments, run_compare, "compare strategies at equal budget over seeds (and sweeps)"),
+}
 
 
 _COLUMNS = [("epoch", "epoch", "{:>5}"), ("test_accuracy", "acc", "{:>6.3f}"), ("test_snr", "SNR", "{:>6.2f}"),

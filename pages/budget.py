@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
 import streamlit as st
 
-from mars_core.present import figures, views
-from pages.common import current_run_id, epoch_picker, epochs_or_notice, get_store, page_setup, run_config
+from mars_core.present import figures, readouts, views
+from mars_core.present.app_shell import epoch_picker, page_frame, run_config
 
-page_setup()
-st.title("Budget")
-st.caption("q_i = softmax(−τ·m_i / scale) with m = |Δ| (or Δ); the budget B_t of paraphrase generations is "
-           "split into whole counts B_t·q_i.")
-store = get_store()
-run_id = current_run_id()
-done = epochs_or_notice(store, run_id)
+store, run_id, done = page_frame(
+    "Budget", "q_i = softmax(−τ·m_i / scale) with m = |Δ| (or Δ); the budget B_t of paraphrase generations is "
+    "split into whole counts B_t·q_i.")
 if done:
     config = run_config(store, run_id)
     frame = views.margins_frame(store.margin_rows(run_id))
-    epochs = views.epoch_frame(store.epoch_table(run_id))
     allocated = [e for e in done if e >= 1]
     if allocated:
         epoch = epoch_picker(allocated, "budget_epoch")
@@ -43,20 +37,13 @@ if done:
                         key="stored_allocation")
         with st.expander(f"Integer counts ({int((table['count'] > 0).sum())} pairs got budget)"):
             st.dataframe(table[table["count"] > 0], hide_index=True, key="counts_table")
-        rows = frame[(frame["epoch"] == epoch) & (frame["split"] == "train")]
-        saw = rows["alloc_margin"].to_numpy(dtype=float)
     else:
         epoch = done[-1]
         st.info("Epoch 0 trains on the original pairs without augmentation, so nothing was allocated yet. "
                 "Below: what the first Step would allocate on the current margins.")
-        rows = frame[(frame["epoch"] == epoch) & (frame["split"] == "train")]
-        saw = None
 
     st.subheader("What if? (nothing is stepped)")
-    current = rows["margin"].to_numpy(dtype=float)
-    sources = {"the current model's in-sample margins": current}
-    if saw is not None and np.isfinite(saw).all():
-        sources = {f"the margins epoch {epoch}'s allocation saw": saw, **sources}
+    rows, sources = readouts.allocation_sources(frame, epoch, allocated=bool(allocated))
     c1, c2, c3 = st.columns(3)
     source = c1.radio("Allocate on", list(sources), key="whatif_source")
     tau_max = max(20.0, float(config.allocation.tau))

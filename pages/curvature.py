@@ -6,15 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from mars_core.present import figures, views
-from pages.common import current_run_id, epoch_picker, epochs_or_notice, get_store, page_setup
+from mars_core.present.app_shell import epoch_picker, page_frame
 
-page_setup()
-st.title("Curvature")
-st.caption("For a linear reward the BT Hessian is H = mean σ'(Δ_i)·Δφ_i Δφ_iᵀ + λI, with σ'(t) = σ(t)(1 − σ(t)) "
-           "peaking at t = 0. Pair i adds σ'(Δ_i)·‖Δφ_i‖² to trace(H).")
-store = get_store()
-run_id = current_run_id()
-done = epochs_or_notice(store, run_id)
+store, run_id, done = page_frame(
+    "Curvature", "For a linear reward the BT Hessian is H = mean σ'(Δ_i)·Δφ_i Δφ_iᵀ + λI, with σ'(t) = σ(t)(1 − σ(t)) "
+    "peaking at t = 0. Pair i adds σ'(Δ_i)·‖Δφ_i‖² to trace(H).")
 if done:
     runs = {r.id: views.run_label(r.id, r.name, r.config) for r in store.list_runs()}
     compare = st.multiselect("Runs to compare (e.g. one per strategy)", list(runs), default=[run_id],

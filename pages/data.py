@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import streamlit as st
 
-from mars_core.data.loading import AXES, FORMATS, DataError, load_pairs, required_columns
+from mars_core.data.errors import DataError
+from mars_core.data.loading import load_pairs
+from mars_core.data.readers import COMPRESSIONS, EXTENSIONS
+from mars_core.data.schemas import AXES, FORMATS, required_columns
 from mars_core.present import views
+from mars_core.present.app_shell import page_frame
+from mars_core.present.run_form import create_run, form_config, settings_widgets
 from mars_core.present.safe_markdown import escape_markdown
-from mars_core.run.config import RunConfig, with_overrides
-from pages.common import create_run, current_run_id, db_path, get_store, page_setup, settings_widgets
+from mars_core.run.uploads import save_upload
 
-page_setup()
-st.title("Data")
-store = get_store()
-run_id = current_run_id()
+store, run_id, _ = page_frame("Data", epochs=False)
 browse, load = st.tabs(["Pairs of the current run", "Load a data file"])
 
 with browse:
@@ -35,16 +35,6 @@ with browse:
         st.dataframe(table, hide_index=True, key="data_pairs_table")
 
 
-def _save_upload(upload) -> Path:
-    """Uploaded bytes go next to the store (runs/uploads/), so a run created from them can be reopened."""
-    folder = Path(db_path()).resolve().parent / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", Path(upload.name).name) or "upload.jsonl"
-    target = folder / safe
-    target.write_bytes(upload.getvalue())
-    return target
-
-
 with load:
     st.caption("JSONL, JSON, CSV or Parquet: generic prompt/chosen/rejected (with a column mapping), Anthropic "
                "HH-RLHF, PKU-SafeRLHF, UltraFeedback-binarized, Stanford SHP or OpenAI summarize-from-feedback. "
@@ -52,9 +42,11 @@ with load:
     how = st.radio("Source", ["Upload a file", "Path on the server"], horizontal=True, key="data_how")
     path: Path | None = None
     if how == "Upload a file":
-        upload = st.file_uploader("Preference file", type=["jsonl", "json", "csv", "parquet"], key="data_upload")
+        kinds = [e.lstrip(".") for e in (*EXTENSIONS, *COMPRESSIONS)]
+        upload = st.file_uploader("Preference file", type=kinds, key="data_upload",
+                                  help="also compressed: .gz, .bz2, .zst (e.g. the official HH-RLHF .jsonl.gz)")
         if upload is not None:
-            path = _save_upload(upload)
+            path = save_upload(store.path, upload.name, upload.getvalue())
     else:
         text = st.text_input("Path", key="data_path", placeholder="data/my_pairs.jsonl")
         path = Path(text.strip()).expanduser() if text.strip() else None
@@ -94,12 +86,11 @@ with load:
         st.subheader("Start a run on this file")
         name = st.text_input("Run name", value=Path(loaded["path"]).stem, key="data_run_name")
         with st.expander("Settings", expanded=True):
-            sections = settings_widgets("data")
+            values = settings_widgets("data", skip=("format", "column_map", "axis"))
         if st.button("Create run (trains epoch 0)", key="data_create"):
             try:
-                data = {"source": loaded["path"], "format": loaded["format"], "column_map": loaded["column_map"],
-                        "axis": loaded["axis"]}
-                config = with_overrides(RunConfig(), data=data, **sections)
+                config = form_config(values, {"data": loaded["path"], "format": loaded["format"],
+                                              "column_map": loaded["column_map"], "axis": loaded["axis"]})
             except (ValueError, TypeError) as exc:
                 st.error(escape_markdown(str(exc)))
             else:

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
 import streamlit as st
 
-from mars_core.present import figures, views
-from pages.common import (
-    current_run_id,
-    epoch_picker,
-    epochs_or_notice,
-    get_store,
-    page_setup,
-)
+from mars_core.present import figures, readouts, views
+from mars_core.present.app_shell import epoch_picker, page_frame
 
-page_setup()
-st.title("Margins")
-st.caption("Δ = r(x, y+) − r(x, y−): positive when the reward model ranks the pair as labelled. "
-           "MARS spends its paraphrase budget where |Δ| is small.")
-store = get_store()
-run_id = current_run_id()
-done = epochs_or_notice(store, run_id)
+store, run_id, done = page_frame(
+    "Margins", "Δ = r(x, y+) − r(x, y−): positive when the reward model ranks the pair as labelled. "
+    "MARS spends its paraphrase budget where |Δ| is small.")
 if done:
     frame = views.margins_frame(store.margin_rows(run_id))
     epochs = views.epoch_frame(store.epoch_table(run_id))
@@ -42,15 +30,9 @@ if done:
                                                             "synthetic" else "."))
     st.plotly_chart(figures.margin_histogram(samples, edges, split), key="margin_histogram")
 
-    row = epochs[epochs["epoch"] == epoch].iloc[0]
-    before = epochs[epochs["epoch"] == epoch - 1]
-    cols = st.columns(len(views.QUALITY_METRICS))
-    for col, (metric, label) in zip(cols, views.QUALITY_METRICS.items(), strict=True):
-        value = row.get(metric, math.nan)
-        prev = before.iloc[0].get(metric, math.nan) if len(before) else math.nan
-        shown_value = "n/a" if value is None or math.isnan(value) else f"{value:.3f}"
-        delta = None if len(before) == 0 or math.isnan(value) or math.isnan(prev) else f"{value - prev:+.3f}"
-        col.metric(label, shown_value, delta)
+    tiles = readouts.quality_tiles(epochs, epoch, views.QUALITY_METRICS)
+    for col, tile in zip(st.columns(len(tiles)), tiles, strict=True):
+        col.metric(tile.label, tile.value, tile.delta)
     st.plotly_chart(figures.quality_curves(epochs, views.QUALITY_METRICS), key="quality_curves")
 
     st.subheader("Hardest pairs")

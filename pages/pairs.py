@@ -10,17 +10,13 @@ import math
 
 import streamlit as st
 
-from mars_core.present import views
+from mars_core.present import readouts, views
+from mars_core.present.app_shell import page_frame
 from mars_core.present.safe_markdown import diff_markdown, escape_markdown
-from pages.common import current_run_id, epochs_or_notice, get_store, page_setup
 
-page_setup()
-st.title("Pairs")
-st.caption("Original and paraphrased pairs side by side. Red strike-through: words the paraphrase dropped; "
-           "green bold: words it added.")
-store = get_store()
-run_id = current_run_id()
-done = epochs_or_notice(store, run_id)
+store, run_id, done = page_frame(
+    "Pairs", "Original and paraphrased pairs side by side. Red strike-through: words the paraphrase dropped; "
+    "green bold: words it added.")
 
 
 def _num(value: float, digits: int = 3) -> str:
@@ -59,9 +55,7 @@ if done:
         c1, c2 = st.columns([1, 3])
         epoch = c1.selectbox("Added in epoch", ["all", *epochs], key="pairs_epoch")
         rows = synthetic if epoch == "all" else synthetic[synthetic["epoch_added"] == epoch]
-        parents = rows.groupby("parent_id", sort=False).agg(children=("pair_id", "size"),
-                                                             parent_margin=("parent_margin", "first"))
-        parents = parents.sort_values(["parent_margin"], key=lambda s: s.abs()).reset_index()
+        parents = readouts.parent_groups(rows)
         options = parents["parent_id"].tolist()
         info = {r.parent_id: (r.children, r.parent_margin) for r in parents.itertuples()}
         parent_id = c2.selectbox(

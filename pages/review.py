@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from mars_core.present.app_shell import page_frame
 from mars_core.present.safe_markdown import diff_markdown, escape_markdown
 from mars_core.run import review
 from mars_core.run.store import REVIEW_STATUSES, Store
-from pages.common import current_run_id, get_store, page_setup
-
-page_setup()
 
 ORDER_LABELS = {"suspicious": "Most suspicious first", "oldest": "Oldest first"}
 EXPORT_SELECTIONS = {
@@ -231,8 +229,7 @@ def _export(store: Store, run_id: int) -> None:
 
 
 def main() -> None:
-    st.title("Review paraphrases")
-    store, run_id = get_store(), current_run_id()
+    store, run_id, _ = page_frame("Review paraphrases", epochs=False)
     if run_id is None:
         st.info("Pick or create a run first (sidebar); its generated paraphrases appear here.")
         return

@@ -5,22 +5,19 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from mars_core.data.synthetic import toy_gold_weights
-from mars_core.present import figures, views
+from mars_core.data.toy import toy_gold_weights
+from mars_core.present import figures, readouts, views
+from mars_core.present.app_shell import epoch_picker, epochs_or_notice, page_frame, run_config, select_run
 from mars_core.present.safe_markdown import escape_markdown
-from pages.common import current_run_id, epoch_picker, epochs_or_notice, get_store, page_setup, run_config
 
-page_setup()
-st.title("Teach: MARS in two dimensions")
-store = get_store()
-run_id = current_run_id()
+store, run_id, _ = page_frame("Teach: MARS in two dimensions", epochs=False)
 config = run_config(store, run_id) if run_id is not None else None
 
 if config is not None and not config.data.is_toy:
     toys = [r for r in store.list_runs() if r.config.get("data", {}).get("source") == "demo:toy"]
     st.info("This page draws the 2-D toy; the selected run is not one.")
     if toys and st.button(f"Switch to the toy run #{toys[0].id} ({escape_markdown(toys[0].name)})", key="to_toy"):
-        st.session_state["run_id"] = toys[0].id
+        select_run(toys[0].id)
         st.rerun()
     st.stop()
 
@@ -34,23 +31,17 @@ if done:
     weights = np.asarray(record.model_state["weights"], dtype=float)
     previous = store.get_epoch(run_id, epoch - 1, with_model=True) if epoch - 1 in done else None
     prev_weights = np.asarray(previous.model_state["weights"], dtype=float) if previous else None
-    l2 = config.train.l2
-    hessian = views.toy_hessian(points, weights, l2)
-    prev_points = points[points["epoch_added"] < epoch]
-    prev_hessian = views.toy_hessian(prev_points, prev_weights, l2) if previous is not None and len(prev_points) else None
+    hessian, prev_hessian = readouts.toy_hessians(points, weights, prev_weights, config.train.l2, epoch)
     gold = toy_gold_weights(2)
     st.plotly_chart(figures.toy_figure(points, weights, gold, hessian, prev_weights, prev_hessian, epoch=epoch),
                     key="toy_figure")
-    originals = points[~points["synthetic"]]
-    picked = originals[originals["count"] > 0]
-    cos = float(weights @ gold / (np.linalg.norm(weights) * np.linalg.norm(gold))) if np.linalg.norm(weights) else 0.0
+    readout = readouts.toy_readout(points, weights, gold, hessian)
     c1, c2, c3, c4 = st.columns(4)
-    c1.metric("Angle between w and w*", f"{np.degrees(np.arccos(np.clip(cos, -1, 1))):.1f}°")
-    c2.metric("Pairs picked this epoch", len(picked))
-    c3.metric("Mean |Δ| picked / all", f"{picked['margin'].abs().mean():.2f} / {originals['margin'].abs().mean():.2f}"
-              if len(picked) else f"— / {originals['margin'].abs().mean():.2f}")
-    eig = np.linalg.eigvalsh(hessian)
-    c4.metric("Hessian eigenvalues", f"{eig[1]:.3f}, {eig[0]:.3f}")
+    c1.metric("Angle between w and w*", f"{readout.angle_deg:.1f}°")
+    c2.metric("Pairs picked this epoch", readout.picked)
+    picked_mean = "—" if readout.picked == 0 else f"{readout.mean_abs_margin_picked:.2f}"
+    c3.metric("Mean |Δ| picked / all", f"{picked_mean} / {readout.mean_abs_margin_all:.2f}")
+    c4.metric("Hessian eigenvalues", ", ".join(f"{e:.3f}" for e in readout.eigenvalues))
     st.caption(
         "Each point is one pair's Δφ = φ(y+) − φ(y−); blue points are ranked right (wᵀΔφ > 0), red ones wrong. "
         "Orange rings: the pairs that got paraphrase budget at this epoch (ring size grows with the count), chosen "

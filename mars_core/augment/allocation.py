@@ -1,11 +1,12 @@
 """How an epoch's paraphrase budget is split over the training pairs.
 
-Budget unit: one unit is ONE paraphrase generation of one response, the thing that costs
-language-model time. A pair given c units gets n+ = ceil(c/2) paraphrases of its chosen
-response and n− = floor(c/2) of its rejected one, or the other way round (`split_sides`: an odd
-unit goes to a seeded coin's side), which `augment.cross_pairs` turns into up to (n+ + 1)(n− + 1) − 1
-new pairs. Every strategy spends the same number of
-units, so strategies are compared at equal language-model cost, not at equal pair count.
+Budget unit: one unit is ONE KEPT paraphrase of one response (the paper's B_t counts augmented
+samples; how a unit is filled, with a cap on LM generations, is in `augment.selection`). A pair given
+c units gets up to n+ = ceil(c/2) paraphrases of its chosen response and n− = floor(c/2) of its
+rejected one, or the other way round (`split_sides`: an odd unit goes to a seeded coin's side), which
+`augment.cross_pairs` turns into up to (n+ + 1)(n− + 1) − 1 new pairs. Every strategy is given the same
+number of units; the LM generations each spent are reported beside them, so strategies can also be
+compared at equal language-model cost.
 
 Strategies (one interface, `allocate`):
   mars     q ∝ exp(−τ·m/scale): most budget to the pairs the model is least sure of
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import entr, softmax
@@ -38,28 +39,32 @@ class AllocationConfig:
     strategy: str = field(
         default="mars",
         metadata={
-            "help": "mars (least confident first), uniform, won (West-of-N: most confident first), none"
+            "help": "mars (least confident first), uniform, won (West-of-N: most confident first), none",
+            "flag": "--strategy", "choices": STRATEGIES,
         },
     )
     tau: float = field(
         default=1.0,
-        metadata={"help": "temperature ≥ 0: 0 spreads the budget evenly, large values concentrate it"},
+        metadata={"help": "temperature ≥ 0: 0 spreads the budget evenly, large values concentrate it", "flag": "--tau"},
     )
     margin_mode: str = field(
         default="abs",
-        metadata={"help": "abs: m = |Δ| (paper); signed: m = Δ (authors' code: mis-ranked pairs get more)"},
+        metadata={"help": "abs: m = |Δ| (paper); signed: m = Δ (authors' code: mis-ranked pairs get more)",
+                  "flag": "--margin-mode", "choices": MARGIN_MODES},
     )
     tau_scale: str = field(
         default="raw",
-        metadata={"help": "raw: τ acts on Δ as is; std: on Δ/std(Δ), so τ keeps its meaning as margins grow"},
+        metadata={"help": "raw: τ acts on Δ as is; std: on Δ/std(Δ), so τ keeps its meaning as margins grow",
+                  "flag": "--tau-scale", "choices": TAU_SCALES},
     )
     rounding: str = field(
         default="largest_remainder",
-        metadata={"help": "largest_remainder (deterministic) or multinomial (a seeded random draw)"},
+        metadata={"help": "largest_remainder (deterministic) or multinomial (a seeded random draw)",
+                  "flag": "--rounding", "choices": ROUNDINGS},
     )
     cap_per_pair: int | None = field(
         default=None,
-        metadata={"help": "at most this many paraphrase generations per pair; None for no cap"},
+        metadata={"help": "at most this many budget units (kept paraphrases) per pair; unset: no cap", "flag": "--cap-per-pair"},
     )
 
     def __post_init__(self) -> None:
@@ -94,7 +99,7 @@ def _is_int(x: object) -> bool:
 
 
 def split_sides(count: int, odd_to_rejected: bool = False) -> tuple[int, int]:
-    """(n+, n−): c paraphrase generations split as evenly as possible between the two responses.
+    """(n+, n−): c budget units split as evenly as possible between the two responses.
 
     The odd unit goes to the chosen response unless ``odd_to_rejected``; the refinement loop tosses a
     seeded coin per pair. Always giving it to the chosen side would, at budgets below one unit per
@@ -233,7 +238,7 @@ def integer_counts(
     """
     q = np.asarray(q, dtype=float).reshape(-1)
     if not _is_int(budget) or budget < 0:
-        raise ValueError(f"budget must be a whole number ≥ 0 of paraphrase generations, got {budget!r}")
+        raise ValueError(f"budget must be a whole number ≥ 0 of budget units (kept paraphrases), got {budget!r}")
     if rounding not in ROUNDINGS:
         raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}; got {rounding!r}")
     if cap_per_pair is not None and (not _is_int(cap_per_pair) or cap_per_pair < 1):
@@ -278,9 +283,9 @@ class Allocation:
 
     scores: np.ndarray  # m per pair (|Δ| or Δ), before scaling
     q: np.ndarray  # share of the budget per pair
-    counts: np.ndarray  # paraphrase generations per pair; split with split_sides
+    counts: np.ndarray  # budget units (kept paraphrases) per pair; split with split_sides
     config: AllocationConfig
-    budget: int  # requested paraphrase generations
+    budget: int  # requested budget units
     tau_in_force: float  # τ actually applied to m: τ ("raw"), τ/std(Δ) ("std"); 0 for uniform/none
     effective_n: float  # exp(entropy(q))
 
@@ -289,36 +294,17 @@ class Allocation:
         """Paraphrase generations actually allocated (below budget only when the cap forces it)."""
         return int(self.counts.sum())
 
-    def sides(self, odd_to_rejected: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(n+, n−) arrays: paraphrases of the chosen and of the rejected response per pair (see split_sides)."""
-        big, small = (self.counts + 1) // 2, self.counts // 2
-        if odd_to_rejected is None:
-            return big, small
-        flip = np.asarray(odd_to_rejected, dtype=bool)
-        return np.where(flip, small, big), np.where(flip, big, small)
-
-    def to_dict(self) -> dict:
-        return {
-            "scores": self.scores.tolist(),
-            "q": self.q.tolist(),
-            "counts": self.counts.tolist(),
-            "config": asdict(self.config),
-            "budget": self.budget,
-            "tau_in_force": self.tau_in_force,
-            "effective_n": self.effective_n,
-        }
-
 
 def allocate(
     margins: Sequence[float] | np.ndarray, budget: int, config: AllocationConfig, seed: int = 0
 ) -> Allocation:
-    """Split `budget` paraphrase generations over pairs with these margins.
+    """Split `budget` units (kept paraphrases) over pairs with these margins.
 
     Rounding ties follow the strategy's own order: mars gives leftover units to the smallest m
     first, won to the largest m first (the most confident pairs), uniform by index.
     """
     if not _is_int(budget) or budget < 0:
-        raise ValueError(f"budget must be a whole number ≥ 0 of paraphrase generations, got {budget!r}")
+        raise ValueError(f"budget must be a whole number ≥ 0 of budget units (kept paraphrases), got {budget!r}")
     m = allocation_scores(margins, config)
     q = allocation_weights(margins, config)
     # uniform and none apply no temperature at all: report 0, the τ that gives uniform shares.

@@ -35,6 +35,7 @@ REASONS: tuple[str, ...] = (
     "near_duplicate",  # too close to an earlier kept candidate of the same source
     "side_flip",  # closer to the pair's other response than to its own source
     "polarity_flip",  # refusal became compliance or the reverse
+    "not_selected",  # passed every check, but its budget unit was filled by a better candidate (selection.py)
 )
 
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 
 from mars_core.augment.filters import help_field, polarity_flipped, refusal_polarity
+from mars_core.augment.paraphraser import Paraphraser
 from mars_core.data.pairs import PreferencePair
 
 log = logging.getLogger(__name__)
@@ -36,14 +37,6 @@ REWRITE_CHOSEN_INSTRUCTION = (
     "Keep its stance: if it refuses, it still refuses; if it answers, it still answers. "
     "Reply with the rewritten response only."
 )
-
-
-class ContrastRewriter(Protocol):
-    """Anything that rewrites texts under an instruction; ``LMParaphraser`` implements it."""
-
-    def generate(self, texts: list[str], instruction: str, n: int, seed: int) -> list[list[str]]:
-        """``n`` rewrites of each text, one list per input text, in input order."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -160,14 +153,14 @@ def _problems(old: str, new: str, self_similarity: float, config: SemanticConfig
 
 def sharpen_contrast(
     pairs: Sequence[PreferencePair],
-    rewriter: ContrastRewriter,
+    rewriter: Paraphraser,
     encoder,
     seed: int = 0,
     config: SemanticConfig | None = None,
 ) -> list[SharpenResult]:
     """Try to widen each pair's semantic distance by rewriting one side; one result per pair, in order.
 
-    The rejected side is tried first for all pairs in one ``generate`` call, then the chosen side for
+    The rejected side is tried first for all pairs in one ``paraphrase`` call (with the rewrite instruction), then the chosen side for
     those still unaccepted. A rewrite counts only if it passes the sanity checks and the distance to
     the (unchanged) other side grows by more than ``config.min_gain``; among valid rewrites the largest
     gain wins. A rewriter that raises or returns the wrong shape fails that side for the whole batch,
@@ -188,7 +181,7 @@ def sharpen_contrast(
             break
         sources = [getattr(pairs[i], side) for i in todo]
         try:
-            outputs = rewriter.generate(sources, instruction, config.n_candidates, seed)
+            outputs = rewriter.paraphrase(sources, config.n_candidates, seed, instruction=instruction).texts
             if len(outputs) != len(sources):
                 raise ValueError(f"returned {len(outputs)} lists for {len(sources)} texts")
         except Exception as exc:  # a failed generator must not stop a refinement run

@@ -143,8 +143,12 @@ class TextEncoder:
         return np.stack([self._memory[k] for k in keys])
 
     def truncate_left(self, text: str, budget_tokens: int) -> str:
-        """Keep the last ``budget_tokens`` word pieces so the final response survives."""
-        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        """Keep the last ``budget_tokens`` word pieces so the final response survives.
+
+        The whole text is tokenised on purpose (to count and cut it), so transformers' "sequence
+        length > maximum ... indexing errors" warning does not apply: this text never reaches the model.
+        """
+        ids = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
         if len(ids) <= budget_tokens:
             return text
         return self.tokenizer.decode(ids[-budget_tokens:])

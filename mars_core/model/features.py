@@ -13,7 +13,7 @@ from typing import Protocol
 import numpy as np
 
 from mars_core.data.pairs import PreferencePair
-from mars_core.data.synthetic import toy_features
+from mars_core.data.toy import toy_features
 from mars_core.model.encoders import TextEncoder
 
 FEATURE_MODES = ("prompt_response", "response")
@@ -55,7 +55,7 @@ class TextFeaturizer:
 
 
 class ToyFeaturizer:
-    """The 2-D teaching toy: the 'text' is the feature vector itself (see synthetic.format_toy_vector)."""
+    """The 2-D teaching toy: the 'text' is the feature vector itself (see toy.format_toy_vector)."""
 
     def __init__(self, dim: int = 2) -> None:
         self.dim = dim

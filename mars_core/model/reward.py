@@ -8,7 +8,7 @@ iterative estimators in curvature.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -22,8 +22,12 @@ from mars_core.model.train import FitReport, TrainConfig, fit_linear_bt
 class RewardModel(Protocol):
     name: str
 
-    def fit(self, pairs: Sequence[PreferencePair]) -> FitReport:
-        """Fit on these pairs (warm or cold start per the model's TrainConfig)."""
+    def fit(self, pairs: Sequence[PreferencePair], progress: Callable[..., None] | None = None) -> FitReport:
+        """Fit on these pairs (warm or cold start per the model's config).
+
+        ``progress(stage, done, total, detail="")``, where given, hears "training" as batches finish
+        (detail e.g. "loss 0.612"); a model that fits in one call may never call it.
+        """
         ...
 
     def rewards(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray: ...
@@ -63,7 +67,7 @@ class LinearRewardModel:
         plus, minus = pair_features(self.featurizer, pairs)
         return plus - minus
 
-    def fit(self, pairs: Sequence[PreferencePair]) -> FitReport:
+    def fit(self, pairs: Sequence[PreferencePair], progress: Callable[..., None] | None = None) -> FitReport:
         self.weights, report = fit_linear_bt(self.delta_features(pairs), self.config, init=self.weights)
         return report
 

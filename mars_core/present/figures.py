@@ -251,10 +251,6 @@ def stage_seconds_figure(stages: pd.DataFrame, title: str = "Where the step's ti
     return _layout(fig, title, height=300)
 
 
-def strategy_colour(strategy: str) -> str:
-    return STRATEGY_COLOURS.get(strategy, "#333333")
-
-
 __all__: Sequence[str] = (
     "margin_histogram", "quality_curves", "allocation_figure", "strategy_comparison_figure", "spectrum_figure",
     "curvature_trend_figure", "curvature_scatter", "picked_curvature_figure", "ellipse_points", "toy_figure",

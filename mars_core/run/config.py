@@ -15,27 +15,58 @@ from typing import Any
 
 from mars_core.augment.allocation import AllocationConfig
 from mars_core.augment.filters import FilterConfig
-from mars_core.augment.paraphrase import ParaphraseConfig
+from mars_core.augment.paraphraser import ParaphraseConfig
 from mars_core.augment.semantic import SemanticConfig
+from mars_core.data.columns import check_column_map, parse_column_map
+from mars_core.data.schemas import AXES, FORMATS
 from mars_core.model.encoders import DEFAULT_ENCODER
+from mars_core.model.features import FEATURE_MODES
+from mars_core.model.reward_config import RewardModelConfig
 from mars_core.model.train import TrainConfig
 
 DEMO_SOURCES = ("demo:text", "demo:toy")
+DEMO_ALIASES = {"demo": "demo:text", "toy": "demo:toy"}
 REVIEW_POLICIES = ("auto", "gated")
+
+# Field metadata read by run.settings: "help" (always), "flag" (becomes a CLI flag and a New-run form field),
+# "choices", "form" (False: CLI only), "parse" (text -> value, for flags whose value is not a plain number/word).
+
+
+def data_source(text: str) -> str:
+    """--data value: demo / toy (the built-in suites) or a file path, as DataConfig.source stores it."""
+    return DEMO_ALIASES.get(text.strip(), text.strip())
+
+
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Where the pairs come from and how they are split."""
 
-    source: str = field(default="demo:text", metadata={"help": "demo:text, demo:toy, or a path to a data file"})
-    format: str = field(default="auto", metadata={"help": "schema of a data file; auto detects it"})
-    column_map: dict[str, str] | None = field(default=None, metadata={"help": "our name -> the file's column"})
-    axis: str = field(default="helpful", metadata={"help": "PKU-SafeRLHF: helpful or harmless preference"})
-    n_pairs: int | None = field(default=None, metadata={"help": "demo size, or the first N pairs of a file"})
-    noise: float = field(default=0.0, metadata={"help": "demo suites: probability of flipping each label"})
-    test_fraction: float = field(default=0.2, metadata={"help": "held-out share for accuracy and SNR"})
-    seed: int = field(default=0, metadata={"help": "seed for the demo suite and the split"})
+    source: str = field(default="demo:text", metadata={
+        "help": "demo (text suite), toy (2-D), or a path to a data file", "flag": "--data", "parse": data_source,
+        "form": False})
+    format: str = field(default="auto", metadata={
+        "help": "schema of a data file; auto detects it", "flag": "--format", "choices": ("auto", *FORMATS)})
+    column_map: dict[str, str] | None = field(default=None, metadata={
+        "help": "our field -> the file's column, e.g. prompt=question,chosen=good,rejected=bad",
+        "flag": "--column-map", "parse": parse_column_map})
+    axis: str = field(default="helpful", metadata={
+        "help": "PKU-SafeRLHF files: which label decides chosen (helpful or harmless)", "flag": "--axis",
+        "choices": AXES})
+    n_pairs: int | None = field(default=None, metadata={
+        "help": "demo size, or use only the first N pairs of a file", "flag": "--pairs"})
+    noise: float = field(default=0.0, metadata={
+        "help": "demo suites: probability of flipping each label", "flag": "--noise"})
+    test_fraction: float = field(default=0.2, metadata={
+        "help": "held-out share for accuracy and SNR (unused with --test-data)", "flag": "--test-fraction"})
+    seed: int = field(default=0, metadata={
+        "help": "seed for the demo suite, the split, allocation draws, paraphrasing and folds", "flag": "--seed"})
+    test_source: str | None = field(default=None, metadata={
+        "help": "a separate held-out file whose pairs never train; with it every pair of --data trains",
+        "flag": "--test-data"})
+    strict: bool = field(default=False, metadata={
+        "help": "stop at the first bad row of a data file instead of skipping it", "flag": "--strict"})
 
     def __post_init__(self) -> None:
         if not self.source or not self.source.strip():
@@ -48,6 +79,26 @@ class DataConfig:
             raise ValueError(f"test_fraction must be between 0 and 1, got {self.test_fraction}")
         if self.n_pairs is not None and self.n_pairs < 4:
             raise ValueError(f"n_pairs must be at least 4 (or None for all), got {self.n_pairs}")
+        if self.format != "auto" and self.format not in FORMATS:
+            raise ValueError(f"format must be auto or one of {', '.join(FORMATS)}, got {self.format!r}")
+        if self.axis not in AXES:
+            raise ValueError(f"axis must be one of {', '.join(AXES)}, got {self.axis!r}")
+        if self.column_map is not None:
+            check_column_map(self.column_map)
+        if self.test_source is not None and not self.test_source.strip():
+            raise ValueError("test data path is empty: give a file, or leave it out to split --data")
+        if self.is_demo:  # these settings describe a file; silently ignoring them would mislead
+            given = [name for name, value, default in (
+                ("--format", self.format, "auto"), ("--axis", self.axis, "helpful"),
+                ("--column-map", self.column_map, None), ("--test-data", self.test_source, None),
+            ) if value != default]
+            if given:
+                raise ValueError(f"{', '.join(given)} applies to data files only; the demo suites take "
+                                 "--pairs, --noise and --seed")
+
+    @property
+    def is_demo(self) -> bool:
+        return self.source in DEMO_SOURCES
 
     @property
     def is_toy(self) -> bool:
@@ -58,26 +109,30 @@ class DataConfig:
 class RefineConfig:
     """The epoch loop: budget, stop rule, where allocation margins come from, review policy."""
 
-    epochs: int = field(default=3, metadata={"help": "most refinement epochs a run takes"})
-    budget_per_epoch: int = field(default=32, metadata={"help": "paraphrase generations per epoch (B_t)"})
-    total_budget: int | None = field(default=None, metadata={"help": "generations over the run; None: epochs × B_t"})
-    cross_fit_folds: int = field(
-        default=5,
-        metadata={"help": "k ≥ 2: allocate on k-fold cross-fitted margins; 0: in-sample margins (the paper)"},
-    )
-    review_policy: str = field(
-        default="auto", metadata={"help": "auto: filtered paraphrases train at once; gated: only accepted ones"}
-    )
-    ks_threshold: float = field(
-        default=0.0,
-        metadata={"help": "stop when the KS statistic between successive epochs' held-out margins is below this"},
-    )
+    epochs: int = field(default=3, metadata={
+        "help": "most refinement epochs a run takes (the CLI also runs this many now)", "flag": "--epochs"})
+    budget_per_epoch: int = field(default=32, metadata={
+        "help": "kept paraphrases per epoch (B_t, the paper's augmented samples); LM generations per unit are "
+                "capped by --generations-per-unit and reported apart", "flag": "--budget"})
+    total_budget: int | None = field(default=None, metadata={
+        "help": "kept paraphrases over the whole run; unset: epochs × budget", "flag": "--total-budget"})
+    cross_fit_folds: int = field(default=5, metadata={
+        "help": "k ≥ 2: allocate on k-fold cross-fitted margins; 0: in-sample margins (the paper)",
+        "flag": "--folds"})
+    review_policy: str = field(default="auto", metadata={
+        "help": "auto: filtered paraphrases train at once; gated: only accepted ones", "flag": "--review",
+        "choices": REVIEW_POLICIES})
+    ks_threshold: float = field(default=0.0, metadata={
+        "help": "stop when the KS statistic between successive epochs' held-out margins is below this (0: never)",
+        "flag": "--ks-threshold"})
     curvature_k: int = field(default=10, metadata={"help": "top eigenvalues recorded per epoch"})
-    seed: int = field(default=0, metadata={"help": "seed for allocation draws, paraphrasing and folds"})
-    feature_mode: str = field(
-        default="prompt_response", metadata={"help": "prompt_response: φ from the joined text; response: y only"}
-    )
-    encoder: str = field(default=DEFAULT_ENCODER, metadata={"help": "sentence encoder: packaged:minilm or a path"})
+    seed: int = field(default=0, metadata={
+        "help": "seed for the demo suite, the split, allocation draws, paraphrasing and folds", "flag": "--seed"})
+    feature_mode: str = field(default="prompt_response", metadata={
+        "help": "prompt_response: φ from the joined text; response: y only", "flag": "--feature-mode",
+        "choices": FEATURE_MODES})
+    encoder: str = field(default=DEFAULT_ENCODER, metadata={
+        "help": "sentence encoder: packaged:minilm or a path", "flag": "--encoder", "form": False})
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -104,6 +159,7 @@ class RunConfig:
     refine: RefineConfig = field(default_factory=RefineConfig)
     allocation: AllocationConfig = field(default_factory=AllocationConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    reward: RewardModelConfig = field(default_factory=RewardModelConfig)  # linear head or fine-tuned transformer
     paraphrase: ParaphraseConfig = field(default_factory=ParaphraseConfig)
     filters: FilterConfig = field(default_factory=FilterConfig)
     semantic: SemanticConfig = field(default_factory=SemanticConfig)
@@ -111,9 +167,30 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def cross_fits(self) -> bool:
+        """Whether allocation margins are cross-fitted: k ≥ 2 folds and a strategy that reads margins."""
+        return self.refine.cross_fit_folds >= 2 and self.allocation.strategy != "none"
+
+    def check_training_size(self, n_train: int) -> None:
+        """Refuse, before anything is stored, data too small for the run's cross-fitting."""
+        if n_train < 1:
+            raise ValueError("no training pairs: the data has too few pairs to train on")
+        folds = self.refine.cross_fit_folds
+        if self.cross_fits and n_train < folds:
+            raise ValueError(
+                f"{folds}-fold cross-fitting needs at least {folds} training pairs, but there are {n_train}: "
+                f"pass --folds 0 (in-sample margins), fewer folds (at least 2), or more pairs"
+            )
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
         return _build(cls, data)
+
+
+# settings that older versions stored and that no longer exist: dropped when a stored run is reopened,
+# so a store written before an upgrade still opens (any other unknown key is still an error)
+RETIRED_SETTINGS = {"ParaphraseConfig": frozenset({"timeout_s"})}  # timeout_s: now seconds_per_token
 
 
 def _build(cls: type, data: Any) -> Any:
@@ -122,6 +199,8 @@ def _build(cls: type, data: Any) -> Any:
         raise ValueError(f"{cls.__name__} expects a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    retired = RETIRED_SETTINGS.get(cls.__name__, frozenset())
+    data = {k: v for k, v in data.items() if k not in retired}
     unknown = set(data) - names
     if unknown:
         raise ValueError(f"unknown {cls.__name__} settings: {', '.join(sorted(unknown))}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +68,24 @@ def export_run(store: Store, run_id: int, path: str | Path, selection: str = "tr
     fmt = fmt or path.suffix.lstrip(".").lower()
     if fmt not in EXPORT_FORMATS:
         raise ValueError(f"export format must be one of {', '.join(EXPORT_FORMATS)} (from the file suffix), got {fmt!r}")
+    if path.is_dir():
+        raise ValueError(f"cannot export to {path}: it is a folder; give a file name such as {path / 'export.jsonl'}")
     rows = export_rows(store, run_id, selection)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")  # never leave a half-written export behind
-    tmp.write_bytes(rows_to_bytes(rows, fmt))
-    tmp.replace(path)
+    data = rows_to_bytes(rows, fmt)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in [path.parent, *path.parent.parents] if p.exists() and not p.is_dir()), path.parent)
+        raise ValueError(f"cannot export to {path}: {blocker} is a file, not a folder") from None
+    except OSError as exc:
+        raise ValueError(f"cannot export to {path}: {exc.strerror or exc}") from None
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # never leave a half-written export behind
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(f"cannot export to {path}: {exc.strerror or exc}") from None
     return len(rows)
 
 

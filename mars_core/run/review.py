@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from mars_core.augment.filters import polarity_flipped
-from mars_core.data.synthetic import parse_toy_vector
+from mars_core.data.toy import parse_toy_vector
 from mars_core.model.reward import RewardModel
 from mars_core.run.components import build_reward_model
 from mars_core.run.config import RunConfig

@@ -15,13 +15,14 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mars_core.data.pairs import PreferencePair
+from mars_core.run import locks
 
 SCHEMA_VERSION = 1
 REVIEW_STATUSES = ("pending", "accepted", "rejected", "edited")
@@ -230,7 +231,7 @@ class Store:
         self.path = Path(path)
         if self.path.is_dir():
             raise StoreError(f"store path {self.path} is a directory, expected a database file")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _make_parent(self.path)
         try:
             with self._connect() as con:
                 con.execute("PRAGMA journal_mode=WAL")
@@ -238,6 +239,8 @@ class Store:
                 con.execute(
                     "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"cannot open the store {self.path} (SQLite said: {exc})") from exc
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a MARS store (SQLite said: {exc})") from exc
 
@@ -268,9 +271,14 @@ class Store:
     # -- runs ------------------------------------------------------------------------------
     def create_run(
         self, name: str, config: dict[str, Any], data_source: str, train: Iterable[PreferencePair],
-        test: Iterable[PreferencePair],
+        test: Iterable[PreferencePair], epoch0: EpochRecord | None = None,
+        before_commit: Callable[[], None] | None = None,
     ) -> int:
-        """A run and its original data, together or not at all."""
+        """A run, its original data and (given) its epoch 0, together or not at all.
+
+        A run stored without epoch 0 cannot be opened, so RefinementRun.create passes epoch 0
+        here: a process killed while creating leaves nothing behind, never a half run.
+        """
         with self._transaction() as con:
             cur = con.execute(
                 "INSERT INTO runs(name, config, data_source, created_at) VALUES (?, ?, ?, ?)",
@@ -279,7 +287,29 @@ class Store:
             run_id = int(cur.lastrowid)
             self._insert_pairs(con, run_id, train, "train")
             self._insert_pairs(con, run_id, test, "test")
+            if epoch0 is not None:
+                self._insert_epoch(con, run_id, epoch0)
+            if before_commit is not None:
+                before_commit()
         return run_id
+
+    def delete_run(self, run_id: int, force: bool = False) -> None:
+        """Remove a run and everything stored for it, in one transaction.
+
+        Refused while a live process holds its step lock (``force`` overrides): deleting under a
+        running step would make that step's commit fail. Caches shared between runs stay.
+        """
+        with self._transaction() as con:
+            row = con.execute("SELECT lock_owner, lock_time FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise StoreError(f"no run with id {run_id} in {self.path}")
+            if not force and row["lock_owner"] and not locks.is_stale(row["lock_owner"], row["lock_time"]):
+                raise StoreError(
+                    f"run {run_id} is being stepped by {row['lock_owner']}; wait for that epoch to finish"
+                )
+            for table in ("margins", "review_log", "paraphrases", "pairs", "epochs"):
+                con.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
+            con.execute("DELETE FROM runs WHERE id = ?", (run_id,))
 
     def list_runs(self) -> list[RunRecord]:
         with self._connect() as con:
@@ -297,16 +327,23 @@ class Store:
     def _run(row: sqlite3.Row) -> RunRecord:
         return RunRecord(row["id"], row["name"], json.loads(row["config"]), row["data_source"], row["created_at"])
 
-    def acquire_step_lock(self, run_id: int, owner: str, stale_after_s: float = 3600.0) -> bool:
-        """Claim the right to step this run; False if another live owner holds it (two tabs, two processes)."""
+    def acquire_step_lock(self, run_id: int, owner: str, stale_after_s: float = locks.LOCK_MAX_AGE_S) -> bool:
+        """Claim the right to step this run; False if another live owner holds it (two tabs, two processes).
+
+        A holder that is gone (same host, process ended or killed) loses the lock at once; one that
+        cannot be checked keeps it for ``stale_after_s`` (see run.locks).
+        """
         now = time.time()
         with self._transaction() as con:
-            cur = con.execute(
-                "UPDATE runs SET lock_owner = ?, lock_time = ? WHERE id = ? AND "
-                "(lock_owner IS NULL OR lock_owner = ? OR lock_time < ?)",
-                (owner, now, run_id, owner, now - stale_after_s),
-            )
-            return cur.rowcount == 1
+            row = con.execute("SELECT lock_owner, lock_time FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                return False
+            held = row["lock_owner"]
+            if held is not None and held != owner and not locks.is_stale(held, row["lock_time"], now, stale_after_s):
+                return False
+            con.execute("UPDATE runs SET lock_owner = ?, lock_time = ? WHERE id = ?", (owner, now, run_id))
+        locks.mark_held(owner)
+        return True
 
     def release_step_lock(self, run_id: int, owner: str) -> None:
         with self._transaction() as con:
@@ -314,11 +351,18 @@ class Store:
                 "UPDATE runs SET lock_owner = NULL, lock_time = NULL WHERE id = ? AND lock_owner = ?",
                 (run_id, owner),
             )
+        locks.mark_released(owner)
 
     def step_lock_owner(self, run_id: int) -> str | None:
         with self._connect() as con:
             row = con.execute("SELECT lock_owner FROM runs WHERE id = ?", (run_id,)).fetchone()
         return None if row is None else row["lock_owner"]
+
+    def step_lock(self, run_id: int) -> locks.LockStatus | None:
+        """Who holds the run's step lock, whether that holder still runs, and whether it is stale; None if free."""
+        with self._connect() as con:
+            row = con.execute("SELECT lock_owner, lock_time FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return None if row is None else locks.lock_status(row["lock_owner"], row["lock_time"])
 
     # -- pairs -----------------------------------------------------------------------------
     @staticmethod
@@ -477,30 +521,33 @@ class Store:
                 "SELECT 1 FROM epochs WHERE run_id = ? AND epoch = ?", (run_id, record.epoch)
             ).fetchone():
                 raise StoreError(f"run {run_id} already has epoch {record.epoch}")
-            con.executemany(
-                "INSERT INTO paraphrases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (p.id, run_id, p.pair_id, p.side, p.epoch, p.source_text, p.text, p.model, p.similarity,
-                     _json(p.verdicts), p.status, p.edited_text, p.reviewer, p.reviewed_at, p.created_at)
-                    for p in record.new_paraphrases
-                ],
-            )
-            self._insert_pairs(con, run_id, record.new_pairs, "train")
-            con.executemany(
-                "INSERT INTO margins VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (run_id, record.epoch, m.pair_id, m.split, float(m.margin), m.alloc_margin, m.q, m.count,
-                     m.curvature)
-                    for m in record.margins
-                ],
-            )
-            con.execute(
-                "INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (run_id, record.epoch, _json(record.metrics), _json(record.allocation), _json(record.curvature),
-                 _pack_arrays(record.model_state), record.seconds, time.time()),
-            )
+            self._insert_epoch(con, run_id, record)
             if before_commit is not None:
                 before_commit()
+
+    def _insert_epoch(self, con: sqlite3.Connection, run_id: int, record: EpochRecord) -> None:
+        con.executemany(
+            "INSERT INTO paraphrases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (p.id, run_id, p.pair_id, p.side, p.epoch, p.source_text, p.text, p.model, p.similarity,
+                 _json(p.verdicts), p.status, p.edited_text, p.reviewer, p.reviewed_at, p.created_at)
+                for p in record.new_paraphrases
+            ],
+        )
+        self._insert_pairs(con, run_id, record.new_pairs, "train")
+        con.executemany(
+            "INSERT INTO margins VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (run_id, record.epoch, m.pair_id, m.split, float(m.margin), m.alloc_margin, m.q, m.count,
+                 m.curvature)
+                for m in record.margins
+            ],
+        )
+        con.execute(
+            "INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (run_id, record.epoch, _json(record.metrics), _json(record.allocation), _json(record.curvature),
+             _pack_arrays(record.model_state), record.seconds, time.time()),
+        )
 
     def epochs(self, run_id: int) -> list[int]:
         with self._connect() as con:
@@ -577,6 +624,12 @@ class Store:
             )
 
 
-def record_dict(record: Any) -> dict[str, Any]:
-    """A dataclass record as a JSON-safe dict (for exports and the UI)."""
-    return json.loads(_json(asdict(record)))
+def _make_parent(path: Path) -> None:
+    """Create the store's folder, or say which part of the path is in the way."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:
+        blocker = next((p for p in [path.parent, *path.parent.parents] if p.exists() and not p.is_dir()), path.parent)
+        raise StoreError(f"cannot create the store {path}: {blocker} is a file, not a folder") from exc
+    except OSError as exc:
+        raise StoreError(f"cannot create the folder for the store {path}: {exc.strerror or exc}") from exc

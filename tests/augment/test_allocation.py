@@ -99,19 +99,6 @@ def test_split_sides_small_cases():
         split_sides(-1)
 
 
-def test_allocation_sides_match_split_sides():
-    alloc = allocate(np.linspace(-2, 2, 9), 23, AllocationConfig(tau=1.0))
-    n_plus, n_minus = alloc.sides()
-    assert [(int(a), int(b)) for a, b in zip(n_plus, n_minus, strict=True)] == [
-        split_sides(int(c)) for c in alloc.counts
-    ]
-    coins = np.arange(9) % 2 == 1
-    n_plus, n_minus = alloc.sides(coins)
-    assert [(int(a), int(b)) for a, b in zip(n_plus, n_minus, strict=True)] == [
-        split_sides(int(c), bool(f)) for c, f in zip(alloc.counts, coins, strict=True)
-    ]
-
-
 # --- weights ------------------------------------------------------------------------------------------
 
 
@@ -395,16 +382,11 @@ def test_effective_number_shrinks_as_tau_grows():
     assert all(a > b for a, b in zip(values, values[1:], strict=False))
 
 
-def test_allocation_record_round_trips_to_plain_types():
-    import json
-
+def test_allocation_record_keeps_what_the_allocation_was_given():
     alloc = allocate([0.4, -0.1, 1.5], 5, AllocationConfig(tau=1.0, cap_per_pair=3), seed=7)
     assert isinstance(alloc, Allocation)
-    data = json.loads(json.dumps(alloc.to_dict()))
-    assert data["counts"] == alloc.counts.tolist()
-    assert data["config"]["cap_per_pair"] == 3
-    assert data["budget"] == 5
-    assert sum(data["counts"]) == alloc.total == 5
+    assert alloc.config.cap_per_pair == 3 and alloc.budget == 5
+    assert int(alloc.counts.sum()) == alloc.total == 5 and alloc.counts.max() <= 3
 
 
 def test_no_pairs_means_nothing_to_allocate():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mars_core.augment.filters import config_help
+from mars_core.augment.paraphraser import ParaphraseResult
 from mars_core.augment.semantic import (
     REWRITE_CHOSEN_INSTRUCTION,
     REWRITE_REJECTED_INSTRUCTION,
@@ -44,10 +45,12 @@ class InstructionRewriter:
         self.transforms = {REWRITE_REJECTED_INSTRUCTION: on_rejected, REWRITE_CHOSEN_INSTRUCTION: on_chosen}
         self.calls: list[tuple[list[str], str, int, int]] = []
 
-    def generate(self, texts: list[str], instruction: str, n: int, seed: int) -> list[list[str]]:
+    name = "instruction-rewriter"
+
+    def paraphrase(self, texts, n, seed, *, first=0, instruction=None) -> ParaphraseResult:  # noqa: ANN001
         self.calls.append((list(texts), instruction, n, seed))
         transform = self.transforms[instruction]
-        return [[transform(t, k) for k in range(n)] for t in texts]
+        return ParaphraseResult(texts=[[transform(t, k) for k in range(n)] for t in texts])
 
 
 def append(sentence: str) -> Transform:
@@ -148,8 +151,10 @@ def test_both_sides_failing_keeps_the_pair(text_encoder):
 
 def test_wrong_number_of_outputs_counts_as_a_failure(text_encoder):
     class Short:
-        def generate(self, texts, instruction, n, seed):
-            return [[f"{texts[0]} {OFF_TOPIC}"]]  # one list for two texts
+        name = "short"
+
+        def paraphrase(self, texts, n, seed, *, first=0, instruction=None):  # noqa: ANN001, ANN202
+            return ParaphraseResult(texts=[[f"{texts[0]} {OFF_TOPIC}"]])  # one list for two texts
 
     results = sharpen_contrast(PAIRS, Short(), text_encoder)
     assert not any(r.accepted for r in results)

@@ -1,618 +1,29 @@
-"""Loaders for each preference schema, their error messages, the report, and the train/test split."""
+"""The loader's report (skipped rows, duplicates), strict mode, prompt cutting, the split by prompt, tables."""
 
 from __future__ import annotations
 
 import csv
-import json
-from pathlib import Path
+import random
+from collections import Counter
 
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mars_core.data.errors import DataError
 from mars_core.data.loading import (
-    FORMATS,
-    DataError,
     load_pairs,
     pairs_from_frame,
     pairs_to_frame,
-    required_columns,
-    split_hh_dialogue,
+    split_report,
     train_test_split,
 )
 from mars_core.data.pairs import PreferencePair
-
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "data"
-H, A = "\n\nHuman: ", "\n\nAssistant: "
-
-
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def write_jsonl(path: Path, rows: list) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
-
-
-def write_csv(path: Path, header: list[str], rows: list[list]) -> Path:
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
-
-
-def assert_located(err: DataError, file: str, row: int | None, field: str | None) -> None:
-    """The error carries the location as attributes and names it in its message."""
-    assert Path(err.file).name == file
-    assert err.row == row
-    assert err.field == field
-    msg = str(err)
-    assert file in msg
-    if row is not None:
-        assert f"row {row}" in msg
-    if field is not None:
-        assert f"field '{field}'" in msg
-
-
-GENERIC_ROW = {"prompt": "What is 2 + 2?", "chosen": "4.", "rejected": "5."}
-
+from tests.data.helpers import FIXTURES, GENERIC_ROW, assert_located, write_jsonl
 
 # --------------------------------------------------------------------------------------------
-# Each schema from its fixture, with auto-detection
-# --------------------------------------------------------------------------------------------
-
-FIXTURE_FORMATS = [
-    ("generic.jsonl", "generic"),
-    ("hh_rlhf.jsonl", "hh-rlhf"),
-    ("pku_saferlhf.jsonl", "pku-saferlhf"),
-    ("ultrafeedback.jsonl", "ultrafeedback"),
-    ("shp.csv", "shp"),
-    ("summarize.json", "summarize"),
-]
-
-
-@pytest.mark.parametrize(("name", "fmt"), FIXTURE_FORMATS)
-def test_fixture_auto_detects_its_schema_and_loads_every_row(name, fmt):
-    pairs, report = load_pairs(FIXTURES / name)
-    assert report.format == fmt
-    assert report.pairs_loaded == report.rows_read == len(pairs) >= 3
-    assert report.skipped == []
-    assert all(p.source == fmt for p in pairs)
-    stem = Path(name).stem
-    assert [p.id for p in pairs] == [f"{stem}:{i}" for i in range(1, len(pairs) + 1)]
-    for p in pairs:
-        assert p.prompt.strip() and p.chosen.strip() and p.rejected.strip()
-        assert p.chosen != p.rejected
-        assert not p.is_synthetic and p.epoch_added == 0
-    explicit, _ = load_pairs(FIXTURES / name, format=fmt)
-    assert explicit == pairs
-
-
-def test_every_format_has_a_fixture():
-    assert sorted(f for _, f in FIXTURE_FORMATS) == sorted(FORMATS)
-
-
-def test_generic_jsonl_keeps_text_as_written():
-    pairs, _ = load_pairs(FIXTURES / "generic.jsonl")
-    raw = read_jsonl(FIXTURES / "generic.jsonl")
-    assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [
-        (r["prompt"], r["chosen"], r["rejected"]) for r in raw
-    ]
-
-
-def test_generic_csv_with_column_map_and_multiline_cells():
-    path = FIXTURES / "generic_renamed.csv"
-    column_map = {"prompt": "question", "chosen": "good_answer", "rejected": "bad_answer"}
-    pairs, report = load_pairs(path, column_map=column_map)
-    assert report.format == "generic"
-    with path.open(newline="") as f:
-        raw = list(csv.DictReader(f))
-    assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [
-        (r["question"], r["good_answer"], r["bad_answer"]) for r in raw
-    ]
-    assert "\n" in pairs[2].chosen  # a quoted multi-line cell stays one row
-
-
-def test_column_map_error_names_the_files_column(tmp_path):
-    path = write_jsonl(tmp_path / "qa.jsonl", [{"question": "q?", "good": "a", "bad": "b"}])
-    with pytest.raises(DataError) as exc:
-        load_pairs(
-            path, format="generic", column_map={"prompt": "query", "chosen": "good", "rejected": "bad"}
-        )
-    assert_located(exc.value, "qa.jsonl", None, "query")
-    assert "question" in str(exc.value)  # the columns that are present
-
-
-def test_column_map_key_must_be_a_field_we_read(tmp_path):
-    path = write_jsonl(tmp_path / "d.jsonl", [GENERIC_ROW])
-    with pytest.raises(DataError, match="'answer' is not a field"):
-        load_pairs(path, column_map={"answer": "chosen"})
-
-
-def test_row_errors_name_the_files_column_under_a_column_map(tmp_path):
-    rows = [{"q": "a?", "good": "yes", "bad": "no"}, {"q": "", "good": "x", "bad": "y"}]
-    path = write_jsonl(tmp_path / "m.jsonl", rows)
-    pairs, report = load_pairs(path, column_map={"prompt": "q", "chosen": "good", "rejected": "bad"})
-    assert len(pairs) == 1
-    assert report.skipped == [(2, "q", "empty text")]
-
-
-def test_parquet_written_by_pandas_loads_like_jsonl(tmp_path):
-    raw = read_jsonl(FIXTURES / "generic.jsonl")
-    path = tmp_path / "prefs.parquet"
-    pd.DataFrame(raw).to_parquet(path)
-    pairs, report = load_pairs(path)
-    assert report.format == "generic"
-    jsonl_pairs, _ = load_pairs(FIXTURES / "generic.jsonl")
-    assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [
-        (p.prompt, p.chosen, p.rejected) for p in jsonl_pairs
-    ]
-    assert [p.id for p in pairs] == [f"prefs:{i}" for i in range(1, 5)]
-
-
-def test_parquet_with_nested_chat_messages_is_ultrafeedback(tmp_path):
-    raw = read_jsonl(FIXTURES / "ultrafeedback.jsonl")
-    path = tmp_path / "uf.parquet"
-    pd.DataFrame(raw).to_parquet(path)  # list<struct<role, content>> columns, as on the Hub
-    pairs, report = load_pairs(path)
-    assert report.format == "ultrafeedback"
-    assert [(p.prompt, p.chosen, p.rejected) for p in pairs] == [
-        (r["prompt"], r["chosen"][-1]["content"], r["rejected"][-1]["content"]) for r in raw
-    ]
-
-
-def test_json_array_file_is_accepted(tmp_path):
-    path = tmp_path / "arr.json"
-    path.write_text(json.dumps([GENERIC_ROW, {**GENERIC_ROW, "chosen": "Four."}]))
-    pairs, _ = load_pairs(path)
-    assert [p.chosen for p in pairs] == ["4.", "Four."]
-    assert [p.id for p in pairs] == ["arr:1", "arr:2"]
-
-
-def test_jsonl_ids_are_line_numbers_and_stable(tmp_path):
-    path = tmp_path / "gaps.jsonl"
-    path.write_text(json.dumps(GENERIC_ROW) + "\n\n" + json.dumps({**GENERIC_ROW, "chosen": "Four."}) + "\n")
-    first, report = load_pairs(path)
-    second, _ = load_pairs(path)
-    assert [p.id for p in first] == ["gaps:1", "gaps:3"]  # blank lines are not rows, but count as lines
-    assert first == second
-    assert report.rows_read == 2
-
-
-# --------------------------------------------------------------------------------------------
-# HH-RLHF
-# --------------------------------------------------------------------------------------------
-
-
-def test_hh_prompt_is_the_shared_prefix_through_the_last_assistant_turn():
-    pairs, _ = load_pairs(FIXTURES / "hh_rlhf.jsonl")
-    raw = read_jsonl(FIXTURES / "hh_rlhf.jsonl")
-    for p, r in zip(pairs, raw, strict=True):
-        assert p.prompt.endswith("\n\nAssistant:")
-        assert r["chosen"] == p.prompt + " " + p.chosen
-        assert r["rejected"] == p.prompt + " " + p.rejected
-        assert "\n\nAssistant:" not in p.chosen and "\n\nHuman:" not in p.chosen
-    multi = pairs[3]  # three human turns
-    assert multi.prompt.count("\n\nHuman:") == 3 and multi.prompt.count("\n\nAssistant:") == 3
-    assert (
-        "A day on Venus is longer than its year." in multi.prompt
-    )  # earlier assistant turns stay in the prompt
-    assert multi.chosen.startswith("Venus spins very slowly")
-    assert multi.rejected == "Nobody knows."
-
-
-def test_split_hh_dialogue_uses_the_last_assistant_marker():
-    dialogue = H + "Hi" + A + "Hello." + H + "Bye" + A + "Goodbye."
-    prompt, response = split_hh_dialogue(dialogue)
-    assert prompt == H + "Hi" + A + "Hello." + H + "Bye" + "\n\nAssistant:"
-    assert response == "Goodbye."
-
-
-def test_hh_dialogues_that_differ_before_the_last_turn_are_an_error(tmp_path):
-    rows = [
-        {
-            "chosen": H + "Hi" + A + "Hello." + H + "Bye" + A + "Goodbye.",
-            "rejected": H + "Hi" + A + "Go away." + H + "Bye" + A + "Whatever.",
-        },
-    ]
-    path = write_jsonl(tmp_path / "hh.jsonl", rows)
-    with pytest.raises(DataError) as exc:
-        load_pairs(path, format="hh-rlhf", strict=True)
-    assert_located(exc.value, "hh.jsonl", 1, "rejected")
-    assert "differs" in str(exc.value)
-
-
-@pytest.mark.parametrize(
-    ("chosen", "reason"),
-    [
-        (H + "Hi there, no answer yet.", "no '\\n\\nAssistant:' turn"),
-        (H + "Hi" + A + "Hello." + H + "And then?", "ends with a Human turn"),
-        (H + "Hi" + A + "   ", "final assistant response is empty"),
-    ],
-)
-def test_hh_bad_dialogue_shapes(tmp_path, chosen, reason):
-    rows = [
-        {"chosen": H + "Hi" + A + "Hello.", "rejected": H + "Hi" + A + "Go away."},
-        {"chosen": chosen, "rejected": H + "Hi" + A + "Go away."},
-    ]
-    path = write_jsonl(tmp_path / "hh.jsonl", rows)
-    with pytest.raises(DataError) as exc:
-        load_pairs(path, format="hh-rlhf", strict=True)
-    assert_located(exc.value, "hh.jsonl", 2, "chosen")
-    assert reason in str(exc.value)
-
-
-# --------------------------------------------------------------------------------------------
-# PKU-SafeRLHF, UltraFeedback, SHP, summarize
-# --------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("axis", "label"), [("helpful", "better_response_id"), ("harmless", "safer_response_id")]
-)
-def test_pku_axis_picks_the_label(axis, label):
-    pairs, _ = load_pairs(FIXTURES / "pku_saferlhf.jsonl", axis=axis)
-    raw = read_jsonl(FIXTURES / "pku_saferlhf.jsonl")
-    for p, r in zip(pairs, raw, strict=True):
-        assert p.chosen == r[f"response_{r[label]}"]
-        assert p.rejected == r[f"response_{1 - r[label]}"]
-
-
-def test_pku_axes_disagree_where_the_labels_do():
-    helpful, _ = load_pairs(FIXTURES / "pku_saferlhf.jsonl", axis="helpful")
-    harmless, _ = load_pairs(FIXTURES / "pku_saferlhf.jsonl", axis="harmless")
-    raw = read_jsonl(FIXTURES / "pku_saferlhf.jsonl")
-    differs = [r["better_response_id"] != r["safer_response_id"] for r in raw]
-    assert any(differs) and not all(differs)
-    assert [h.chosen != s.chosen for h, s in zip(helpful, harmless, strict=True)] == differs
-
-
-def test_pku_harmless_axis_needs_the_safer_column(tmp_path):
-    rows = [
-        {k: v for k, v in r.items() if k != "safer_response_id"}
-        for r in read_jsonl(FIXTURES / "pku_saferlhf.jsonl")
-    ]
-    path = write_jsonl(tmp_path / "pku.jsonl", rows)
-    assert load_pairs(path)[1].format == "pku-saferlhf"
-    with pytest.raises(DataError) as exc:
-        load_pairs(path, axis="harmless")
-    assert_located(exc.value, "pku.jsonl", None, "safer_response_id")
-
-
-def test_bad_axis_is_refused():
-    with pytest.raises(ValueError, match="axis must be one of helpful, harmless"):
-        load_pairs(FIXTURES / "pku_saferlhf.jsonl", axis="honest")
-
-
-def test_ultrafeedback_without_prompt_column_uses_the_shared_history(tmp_path):
-    history = [
-        {"role": "user", "content": "Name a colour."},
-        {"role": "assistant", "content": "Blue."},
-        {"role": "user", "content": "Another?"},
-    ]
-    single = [{"role": "user", "content": "Say hi."}]
-    rows = [
-        {
-            "chosen": [*history, {"role": "assistant", "content": "Green."}],
-            "rejected": [*history, {"role": "assistant", "content": "Blue again."}],
-        },
-        {
-            "chosen": [*single, {"role": "assistant", "content": "Hi!"}],
-            "rejected": [*single, {"role": "assistant", "content": "No."}],
-        },
-    ]
-    pairs, report = load_pairs(write_jsonl(tmp_path / "uf.jsonl", rows))
-    assert report.format == "ultrafeedback"
-    assert pairs[0].prompt == "User: Name a colour.\n\nAssistant: Blue.\n\nUser: Another?"
-    assert (pairs[0].chosen, pairs[0].rejected) == ("Green.", "Blue again.")
-    assert pairs[1].prompt == "Say hi."
-
-
-@pytest.mark.parametrize(
-    ("rejected", "field", "reason"),
-    [
-        (
-            [{"role": "user", "content": "Other question"}, {"role": "assistant", "content": "x"}],
-            "rejected",
-            "differs from 'chosen'",
-        ),
-        ([{"role": "user", "content": "Q"}], "rejected", "not the assistant"),
-        ("not a list", "rejected", "expected a list"),
-        ([{"role": "user"}, {"role": "assistant", "content": "x"}], "rejected", "message 0"),
-    ],
-)
-def test_ultrafeedback_bad_messages(tmp_path, rejected, field, reason):
-    chosen = [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]
-    rows = [
-        {"prompt": "Q", "chosen": chosen, "rejected": [chosen[0], {"role": "assistant", "content": "B"}]},
-        {"prompt": "Q", "chosen": chosen, "rejected": rejected},
-    ]
-    path = write_jsonl(tmp_path / "uf.jsonl", rows)
-    with pytest.raises(DataError) as exc:
-        load_pairs(path, format="ultrafeedback", strict=True)
-    assert_located(exc.value, "uf.jsonl", 2, field)
-    assert reason in str(exc.value)
-
-
-def test_shp_label_one_prefers_a():
-    pairs, _ = load_pairs(FIXTURES / "shp.csv")
-    with (FIXTURES / "shp.csv").open(newline="") as f:
-        raw = list(csv.DictReader(f))
-    assert {r["labels"] for r in raw} == {"0", "1"}
-    for p, r in zip(pairs, raw, strict=True):
-        a_wins = r["labels"] == "1"
-        assert p.prompt == r["history"]
-        assert p.chosen == (r["human_ref_A"] if a_wins else r["human_ref_B"])
-        assert p.rejected == (r["human_ref_B"] if a_wins else r["human_ref_A"])
-
-
-def test_summarize_prompt_and_choice():
-    pairs, _ = load_pairs(FIXTURES / "summarize.json")
-    raw = json.loads((FIXTURES / "summarize.json").read_text())
-    for p, r in zip(pairs, raw, strict=True):
-        assert p.prompt.startswith(f"SUBREDDIT: r/{r['info']['subreddit']}\nTITLE: {r['info']['title']}\n")
-        assert p.prompt.endswith("POST: " + r["info"]["post"])
-        assert p.chosen == r["summaries"][r["choice"]]["text"].strip()
-        assert p.rejected == r["summaries"][1 - r["choice"]]["text"].strip()
-
-
-def test_summarize_from_a_flattened_csv(tmp_path):
-    raw = json.loads((FIXTURES / "summarize.json").read_text())
-    rows = [[r["info"]["post"], json.dumps(r["summaries"]), r["choice"]] for r in raw]
-    path = write_csv(tmp_path / "cmp.csv", ["info.post", "summaries", "choice"], rows)
-    pairs, report = load_pairs(path)
-    assert report.format == "summarize"
-    assert [p.prompt for p in pairs] == [r["info"]["post"] for r in raw]  # no title/subreddit columns
-    assert [p.chosen for p in pairs] == [r["summaries"][r["choice"]]["text"].strip() for r in raw]
-
-
-def test_summarize_needs_two_summaries(tmp_path):
-    row = {"info": {"post": "A post."}, "summaries": [{"text": "only one"}], "choice": 0}
-    with pytest.raises(DataError) as exc:
-        load_pairs(write_jsonl(tmp_path / "s.jsonl", [row]), strict=True)
-    assert_located(exc.value, "s.jsonl", 1, "summaries")
-
-
-# --------------------------------------------------------------------------------------------
-# Auto-detection failures
-# --------------------------------------------------------------------------------------------
-
-
-def test_unknown_columns_list_what_was_found_and_what_each_format_needs(tmp_path):
-    path = write_jsonl(tmp_path / "odd.jsonl", [{"question": "q", "answer": "a"}])
-    with pytest.raises(DataError) as exc:
-        load_pairs(path)
-    msg = str(exc.value)
-    assert "question, answer" in msg
-    for fmt in FORMATS:
-        assert fmt in msg
-    assert "human_ref_A" in msg  # what SHP would need
-
-
-def test_chosen_rejected_without_prompt_or_dialogue_markers_is_not_guessed(tmp_path):
-    path = write_jsonl(tmp_path / "bare.jsonl", [{"chosen": "yes", "rejected": "no"}])
-    with pytest.raises(DataError, match="neither HH-RLHF dialogues nor lists of chat messages"):
-        load_pairs(path)
-
-
-def test_columns_that_fit_two_formats_are_ambiguous(tmp_path):
-    pku = read_jsonl(FIXTURES / "pku_saferlhf.jsonl")[0]
-    path = write_jsonl(tmp_path / "both.jsonl", [{**pku, "chosen": "a", "rejected": "b"}])
-    with pytest.raises(DataError) as exc:
-        load_pairs(path)
-    msg = str(exc.value)
-    assert "ambiguous" in msg and "generic" in msg and "pku-saferlhf" in msg and "response_0" in msg
-    pairs, report = load_pairs(path, format="pku-saferlhf")
-    assert report.format == "pku-saferlhf" and len(pairs) == 1
-
-
-# --------------------------------------------------------------------------------------------
-# Bad input: file level
-# --------------------------------------------------------------------------------------------
-
-
-def test_missing_column_names_it_and_the_columns_present(tmp_path):
-    path = write_jsonl(tmp_path / "data.jsonl", [{"prompt": "p", "chosen": "c", "answer": "x"}])
-    with pytest.raises(DataError) as exc:
-        load_pairs(path, format="generic")
-    assert_located(exc.value, "data.jsonl", None, "rejected")
-    assert "columns present: prompt, chosen, answer" in str(exc.value)
-
-
-def test_missing_file(tmp_path):
-    with pytest.raises(DataError, match="file not found") as exc:
-        load_pairs(tmp_path / "nope.jsonl")
-    assert_located(exc.value, "nope.jsonl", None, None)
-
-
-def test_unsupported_extension(tmp_path):
-    path = tmp_path / "pairs.txt"
-    path.write_text("prompt,chosen,rejected\n")
-    with pytest.raises(DataError, match=r"unsupported file type '\.txt'.*\.jsonl"):
-        load_pairs(path)
-
-
-@pytest.mark.parametrize(
-    ("name", "content"),
-    [
-        ("e.jsonl", ""),
-        ("e.jsonl", "\n  \n"),
-        ("e.csv", ""),
-        ("e.json", "[]"),
-        ("e.csv", "prompt,chosen,rejected\n"),
-    ],
-)
-def test_empty_files(tmp_path, name, content):
-    path = tmp_path / name
-    path.write_text(content)
-    with pytest.raises(DataError, match="empty file") as exc:
-        load_pairs(path)
-    assert_located(exc.value, name, None, None)
-
-
-def test_empty_parquet(tmp_path):
-    path = tmp_path / "e.parquet"
-    pd.DataFrame(
-        {
-            "prompt": pd.Series([], dtype=str),
-            "chosen": pd.Series([], dtype=str),
-            "rejected": pd.Series([], dtype=str),
-        }
-    ).to_parquet(path)
-    with pytest.raises(DataError, match="empty file"):
-        load_pairs(path)
-
-
-def test_corrupt_parquet(tmp_path):
-    path = tmp_path / "bad.parquet"
-    path.write_bytes(b"this is not parquet at all")
-    with pytest.raises(DataError, match="not a readable Parquet file"):
-        load_pairs(path)
-
-
-def test_malformed_json_array_names_line_and_column(tmp_path):
-    path = tmp_path / "arr.json"
-    path.write_text('[\n {"prompt": "p", "chosen": "c", "rejected": "r"},\n {"prompt": }\n]')
-    with pytest.raises(DataError, match="malformed JSON .* line 3"):
-        load_pairs(path)
-
-
-def test_single_json_object_is_explained(tmp_path):
-    path = tmp_path / "obj.json"
-    path.write_text(json.dumps({"data": [GENERIC_ROW]}, indent=2))
-    with pytest.raises(DataError, match="one JSON object; expected JSON lines or an array"):
-        load_pairs(path)
-
-
-# --------------------------------------------------------------------------------------------
-# Bad input: row level
-# --------------------------------------------------------------------------------------------
-
-ROW_CASES = [
-    ({"prompt": "p", "chosen": "", "rejected": "r"}, "chosen", "empty text"),
-    ({"prompt": "p", "chosen": "c", "rejected": " \n\t"}, "rejected", "only whitespace"),
-    ({"prompt": "p", "chosen": "same", "rejected": "same "}, "rejected", "same text as 'chosen'"),
-    ({"prompt": 42, "chosen": "c", "rejected": "r"}, "prompt", "expected text, got a number (42)"),
-    ({"prompt": "p", "chosen": ["c"], "rejected": "r"}, "chosen", "expected text, got a list"),
-    ({"prompt": "p", "chosen": None, "rejected": "r"}, "chosen", "missing value (null)"),
-    ({"prompt": "p", "chosen": "c"}, "rejected", "missing in this row"),
-]
-
-
-@pytest.mark.parametrize(("row", "field", "reason"), ROW_CASES)
-def test_generic_row_problems_are_located(tmp_path, row, field, reason):
-    path = write_jsonl(tmp_path / "data.jsonl", [GENERIC_ROW, GENERIC_ROW, row])
-    with pytest.raises(DataError) as exc:
-        load_pairs(path, format="generic", strict=True)
-    assert_located(exc.value, "data.jsonl", 3, field)
-    assert reason in str(exc.value)
-    pairs, report = load_pairs(path, format="generic")
-    assert len(pairs) == 2
-    assert report.skipped == [(3, field, exc.value.reason)]
-
-
-def test_malformed_json_line(tmp_path):
-    path = tmp_path / "data.jsonl"
-    path.write_text(
-        json.dumps(GENERIC_ROW) + "\n" + '{"prompt": "p", "chosen": "c",\n' + json.dumps(GENERIC_ROW) + "\n"
-    )
-    with pytest.raises(DataError, match="malformed JSON") as exc:
-        load_pairs(path, strict=True)
-    assert_located(exc.value, "data.jsonl", 2, None)
-    pairs, report = load_pairs(path)
-    assert [p.id for p in pairs] == ["data:1", "data:3"]
-    assert report.skipped[0].row == 2
-
-
-def test_json_line_that_is_not_an_object(tmp_path):
-    path = tmp_path / "data.jsonl"
-    path.write_text(json.dumps(GENERIC_ROW) + "\n" + '["p", "c", "r"]\n')
-    pairs, report = load_pairs(path)
-    assert len(pairs) == 1 and report.skipped == [(2, None, "expected a JSON object, got a list")]
-
-
-@pytest.mark.parametrize(
-    ("label", "shown"), [(2, "2"), (-1, "-1"), ("yes", "'yes'"), (0.5, "0.5"), (True, "True")]
-)
-def test_shp_label_must_be_0_or_1(tmp_path, label, shown):
-    row = {"history": "h", "human_ref_A": "a", "human_ref_B": "b", "labels": label}
-    path = write_jsonl(tmp_path / "shp.jsonl", [{**row, "labels": 1}, row])
-    with pytest.raises(DataError) as exc:
-        load_pairs(path, strict=True)
-    assert_located(exc.value, "shp.jsonl", 2, "labels")
-    assert f"label must be 0 or 1, got {shown}" in str(exc.value)
-
-
-def test_pku_label_out_of_range(tmp_path):
-    rows = read_jsonl(FIXTURES / "pku_saferlhf.jsonl")
-    rows[1]["better_response_id"] = 2
-    pairs, report = load_pairs(write_jsonl(tmp_path / "pku.jsonl", rows))
-    assert len(pairs) == 3
-    assert report.skipped == [(2, "better_response_id", "label must be 0 or 1, got 2")]
-    assert len(load_pairs(tmp_path / "pku.jsonl", axis="harmless")[0]) == 4  # the other axis is fine
-
-
-def test_csv_labels_arrive_as_text_and_are_checked(tmp_path):
-    path = write_csv(
-        tmp_path / "shp.csv",
-        ["history", "human_ref_A", "human_ref_B", "labels"],
-        [["h1", "a", "b", "1"], ["h2", "a", "b", "2"], ["h3", "a", "b", "0"]],
-    )
-    pairs, report = load_pairs(path)
-    assert [(p.chosen, p.rejected) for p in pairs] == [("a", "b"), ("b", "a")]
-    assert report.skipped == [(2, "labels", "label must be 0 or 1, got '2'")]
-
-
-def test_csv_row_with_wrong_number_of_fields(tmp_path):
-    path = tmp_path / "d.csv"
-    path.write_text("prompt,chosen,rejected\np,c,r\np,c\np,c,r\n")
-    with pytest.raises(DataError, match="has 2 fields but the header has 3") as exc:
-        load_pairs(path, strict=True)
-    assert_located(exc.value, "d.csv", 2, None)
-
-
-def test_non_utf8_bytes_in_jsonl_name_row_field_and_offset(tmp_path):
-    good = (json.dumps(GENERIC_ROW) + "\n").encode()
-    bad = b'{"prompt": "p", "chosen": "caf\xe9", "rejected": "r"}\n'
-    data = good + bad + good
-    path = tmp_path / "latin1.jsonl"
-    path.write_bytes(data)
-    offset = data.index(b"\xe9")
-    with pytest.raises(DataError) as exc:
-        load_pairs(path, strict=True)
-    assert_located(exc.value, "latin1.jsonl", 2, "chosen")
-    assert f"invalid UTF-8 byte 0xe9 at byte offset {offset}" in str(exc.value)
-    pairs, report = load_pairs(path)
-    assert [p.id for p in pairs] == ["latin1:1", "latin1:3"]
-
-
-def test_non_utf8_bytes_in_csv_name_row_field_and_offset(tmp_path):
-    data = "prompt,chosen,rejected\nna\u00efve?,yes,no\n".encode() + b"q,fa\xe7ade,wall\nq2,x,\xff\xfe\n"
-    path = tmp_path / "cp1252.csv"
-    path.write_bytes(data)
-    with pytest.raises(DataError) as exc:
-        load_pairs(path, strict=True)
-    assert_located(exc.value, "cp1252.csv", 2, "chosen")
-    offset_e7, offset_ff = data.index(b"\xe7"), data.index(b"\xff")
-    assert f"byte 0xe7 at byte offset {offset_e7}" in str(exc.value)
-    pairs, report = load_pairs(path)
-    assert [p.prompt for p in pairs] == ["na\u00efve?"]  # valid multi-byte UTF-8 is fine
-    assert report.skipped[1][:2] == (3, "rejected")
-    assert f"byte 0xff at byte offset {offset_ff}" in report.skipped[1].reason
-
-
-def test_utf8_bom_is_ignored(tmp_path):
-    path = tmp_path / "bom.csv"
-    path.write_bytes(b"\xef\xbb\xbfprompt,chosen,rejected\np,c,r\n")
-    pairs, report = load_pairs(path)
-    assert report.format == "generic" and pairs[0].prompt == "p"
-
-
-# --------------------------------------------------------------------------------------------
-# Strict vs lenient, report, nothing left
+# Strict vs lenient, the report
 # --------------------------------------------------------------------------------------------
 
 
@@ -635,8 +46,42 @@ def test_lenient_load_skips_and_reports_every_bad_row(tmp_path):
     assert [(s.row, s.field) for s in report.skipped] == [(2, "chosen"), (4, "rejected"), (5, "prompt")]
     assert report.rows_read == report.pairs_loaded + len(report.skipped)
     summary = report.summary()
-    assert "6 rows read, 3 pairs loaded, 3 skipped" in summary
+    assert "6 rows read, 3 pairs loaded, 3 skipped, 0 exact duplicates dropped" in summary
     assert "row 2, field 'chosen': empty text" in summary
+
+
+def test_skip_lines_give_the_first_reasons_for_printing(tmp_path):
+    pairs, report = load_pairs(write_jsonl(tmp_path / "mixed.jsonl", mixed_rows()))
+    assert report.skip_lines(2) == [
+        "row 2, field 'chosen': empty text",
+        "row 4, field 'rejected': same text as 'chosen' (chosen and rejected must differ)",
+    ]
+    assert report.skip_lines(None)[-1] == "row 5, field 'prompt': expected text, got a number (7)"
+    assert len(report.skip_lines()) == 3
+
+
+def test_row_problem_without_a_field_prints_without_one(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"prompt": "p", "chosen": "c", "rejected": "r"}\nnot json\n')
+    _, report = load_pairs(path)
+    assert report.skip_lines() == ["row 2: malformed JSON (Expecting value at column 1)"]
+
+
+def test_write_problems_lists_every_skipped_and_duplicate_row(tmp_path):
+    rows = [*mixed_rows(), GENERIC_ROW, {"prompt": "", "chosen": "c", "rejected": "r"}]
+    _, report = load_pairs(write_jsonl(tmp_path / "mixed.jsonl", rows))
+    out = report.write_problems(tmp_path / "problems.csv")
+    with out.open(newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [(r["kind"], r["row"], r["field"]) for r in table] == [
+        ("skipped", "2", "chosen"),
+        ("skipped", "4", "rejected"),
+        ("skipped", "5", "prompt"),
+        ("skipped", "8", "prompt"),
+        ("duplicate", "7", ""),
+    ]
+    assert table[-1]["reason"] == "repeats row 1"
+    assert "and 1 more" in report.summary()  # 4 skipped, 3 shown
 
 
 def test_strict_load_raises_at_the_first_bad_row(tmp_path):
@@ -644,6 +89,12 @@ def test_strict_load_raises_at_the_first_bad_row(tmp_path):
     with pytest.raises(DataError) as exc:
         load_pairs(path, strict=True)
     assert_located(exc.value, "mixed.jsonl", 2, "chosen")
+    assert exc.value.reason == "empty text"
+
+
+def test_strict_load_of_a_clean_file_loads_everything():
+    pairs, report = load_pairs(FIXTURES / "hh_rlhf.jsonl", strict=True)
+    assert len(pairs) == report.rows_read and not report.skipped
 
 
 def test_no_surviving_row_raises_with_the_first_reasons(tmp_path):
@@ -661,6 +112,42 @@ def test_data_error_is_a_value_error_with_a_readable_message():
     assert isinstance(err, ValueError)
     assert str(err) == "data.jsonl row 7, field 'chosen': empty text"
     assert str(DataError("x.csv", None, None, "empty file")) == "x.csv: empty file"
+
+
+def test_bad_format_name():
+    with pytest.raises(ValueError, match="format must be 'auto' or one of"):
+        load_pairs(FIXTURES / "generic.jsonl", format="hh")
+
+
+def test_bad_axis_is_refused():
+    with pytest.raises(ValueError, match="axis must be one of helpful, harmless"):
+        load_pairs(FIXTURES / "pku_saferlhf.jsonl", axis="honest")
+
+
+# --------------------------------------------------------------------------------------------
+# Exact duplicates
+# --------------------------------------------------------------------------------------------
+
+
+def test_exact_duplicate_rows_are_dropped_and_reported(tmp_path):
+    a = {"prompt": "Q?", "chosen": "Yes.", "rejected": "No."}
+    b = {"prompt": "R?", "chosen": "Up.", "rejected": "Down."}
+    rows = [a, b, a, {**a, "rejected": "Maybe."}, b, {**a, "chosen": "Yes.  "}]  # last: same after strip
+    pairs, report = load_pairs(write_jsonl(tmp_path / "dups.jsonl", rows))
+    assert [p.id for p in pairs] == ["dups:1", "dups:2", "dups:4"]
+    assert report.duplicates == [(3, 1), (5, 2), (6, 1)]
+    assert report.rows_read == report.pairs_loaded + len(report.skipped) + len(report.duplicates)
+    assert "3 exact duplicates dropped" in report.summary()
+    assert "Duplicates: row 3 repeats row 1; row 5 repeats row 2; row 6 repeats row 1." in report.summary()
+    assert report.duplicate_lines(1) == ["row 3 repeats row 1"]
+    strict_pairs, _ = load_pairs(tmp_path / "dups.jsonl", strict=True)  # a duplicate is not a bad row
+    assert strict_pairs == pairs
+
+
+def test_same_prompt_with_other_responses_is_not_a_duplicate(tmp_path):
+    rows = [GENERIC_ROW, {**GENERIC_ROW, "chosen": "Four."}, {**GENERIC_ROW, "rejected": "Six."}]
+    pairs, report = load_pairs(write_jsonl(tmp_path / "d.jsonl", rows))
+    assert len(pairs) == 3 and report.duplicates == []
 
 
 # --------------------------------------------------------------------------------------------
@@ -686,6 +173,12 @@ def test_max_chars_cuts_prompts_from_the_left_and_keeps_responses():
     assert cut[3].prompt.endswith("Wow, why?\n\nAssistant:")
 
 
+def test_long_hh_dialogues_load_whole_without_max_chars():
+    pairs, report = load_pairs(FIXTURES / "hh_harmless_excerpt.jsonl.gz")
+    assert report.truncated == 0 and not report.skipped
+    assert max(len(p.prompt) for p in pairs) > 1000  # nothing dropped for length: models truncate
+
+
 def test_response_longer_than_max_chars_is_kept_whole_and_counted(tmp_path):
     long_answer = "word " * 60
     row = {"prompt": "Context sentence. " * 10 + "The question?", "chosen": long_answer, "rejected": "Short."}
@@ -700,23 +193,21 @@ def test_max_chars_must_be_positive():
         load_pairs(FIXTURES / "generic.jsonl", max_chars=0)
 
 
-def test_bad_format_name():
-    with pytest.raises(ValueError, match="format must be 'auto' or one of"):
-        load_pairs(FIXTURES / "generic.jsonl", format="hh")
-
-
-def test_required_columns_matches_axis():
-    assert required_columns("pku-saferlhf", "harmless")[-1] == "safer_response_id"
-    assert required_columns("generic") == ("prompt", "chosen", "rejected")
-
-
 # --------------------------------------------------------------------------------------------
-# Split and tables
+# Split by prompt
 # --------------------------------------------------------------------------------------------
 
 
 def make_pairs(n: int) -> list[PreferencePair]:
     return [PreferencePair(id=f"d:{i}", prompt=f"p{i}", chosen=f"c{i}", rejected=f"r{i}") for i in range(n)]
+
+
+def pairs_with_prompts(prompt_of: list[int]) -> list[PreferencePair]:
+    """Pair i asks prompt number prompt_of[i]."""
+    return [
+        PreferencePair(id=f"d:{i}", prompt=f"prompt {k}", chosen=f"c{i}", rejected=f"r{i}")
+        for i, k in enumerate(prompt_of)
+    ]
 
 
 def test_split_is_deterministic_disjoint_and_complete():
@@ -731,10 +222,50 @@ def test_split_is_deterministic_disjoint_and_complete():
 
 
 def test_split_does_not_depend_on_input_order():
-    pairs = make_pairs(30)
+    pairs = pairs_with_prompts([i // 3 for i in range(30)])
     a = {p.id for p in train_test_split(pairs, 0.3, seed=1)[1]}
     b = {p.id for p in train_test_split(list(reversed(pairs)), 0.3, seed=1)[1]}
     assert a == b
+
+
+def test_split_keeps_every_prompt_on_one_side():
+    """Summarize-from-feedback has many comparisons per post: none of a post's may train and test."""
+    rng = random.Random(0)
+    prompt_of = [rng.randrange(40) for _ in range(300)]
+    pairs = pairs_with_prompts(prompt_of)
+    largest = max(Counter(prompt_of).values())
+    for seed in range(10):
+        train, test = train_test_split(pairs, 0.2, seed=seed)
+        report = split_report(train, test)
+        assert report.shared_prompts == 0
+        assert {p.prompt for p in train}.isdisjoint({p.prompt for p in test})
+        assert report.train_prompts + report.test_prompts == len({p.prompt for p in pairs})
+        assert abs(len(test) - 60) < largest  # closer than one prompt's pairs
+
+
+def test_split_prompt_match_ignores_surrounding_whitespace():
+    pairs = [
+        PreferencePair(id=f"w:{i}", prompt="Q?" + " " * i, chosen=f"c{i}", rejected="r") for i in range(4)
+    ]
+    pairs += make_pairs(6)
+    for seed in range(5):
+        train, test = train_test_split(pairs, 0.3, seed=seed)
+        assert split_report(train, test).shared_prompts == 0
+
+
+def test_split_hits_the_fraction_when_group_sizes_allow():
+    # five prompts with three pairs each and five with one: 4 test pairs are always reachable
+    pairs = pairs_with_prompts([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 6, 7, 8, 9])
+    for seed in range(20):
+        train, test = train_test_split(pairs, 0.2, seed=seed)
+        assert len(test) == 4 and len(train) == 16
+
+
+def test_split_with_only_large_groups_still_tests_something():
+    pairs = pairs_with_prompts([0] * 10 + [1] * 10)
+    train, test = train_test_split(pairs, 0.05, seed=0)
+    assert len(test) == 10 and len(train) == 10
+    assert train_test_split(pairs_with_prompts([0] * 5), 0.5) == (pairs_with_prompts([0] * 5), [])
 
 
 def test_split_keeps_synthetic_pairs_with_their_parent():
@@ -758,6 +289,19 @@ def test_split_keeps_synthetic_pairs_with_their_parent():
         train_roots = {p.parent_id or p.id for p in train}
         test_roots = {p.parent_id or p.id for p in test}
         assert train_roots.isdisjoint(test_roots)
+
+
+def test_split_report_summary_counts_pairs_and_prompts():
+    pairs = pairs_with_prompts([0, 0, 1, 2, 3, 3, 3, 4, 5, 6])
+    train, test = train_test_split(pairs, 0.3, seed=2)
+    report = split_report(train, test)
+    assert (report.train_pairs, report.test_pairs) == (len(train), len(test))
+    assert report.train_prompts == len({p.prompt for p in train})
+    text = report.summary()
+    assert f"{len(train)} train pairs ({report.train_prompts} prompts)" in text
+    assert "no prompt on both sides" in text
+    leaky = split_report(pairs[:2], pairs[1:3])
+    assert leaky.shared_prompts == 1 and "1 prompts on both sides" in leaky.summary()
 
 
 @pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5, float("nan"), True])
@@ -793,6 +337,29 @@ def test_split_properties(n, fraction, seed):
         assert train and test
         assert len(test) == min(max(round(n * fraction), 1), n - 1)
     assert [p.id for p in train] == [p.id for p in pairs if p in train]  # input order kept
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    prompt_of=st.lists(st.integers(0, 12), min_size=2, max_size=80),
+    fraction=st.floats(0.01, 0.99),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_split_by_prompt_properties(prompt_of, fraction, seed):
+    pairs = pairs_with_prompts(prompt_of)
+    train, test = train_test_split(pairs, fraction, seed)
+    assert sorted(p.id for p in train + test) == sorted(p.id for p in pairs)
+    assert {p.prompt for p in train}.isdisjoint({p.prompt for p in test})
+    if len(set(prompt_of)) >= 2:
+        assert train and test
+        target = min(max(round(len(pairs) * fraction), 1), len(pairs) - 1)
+        largest = max(prompt_of.count(k) for k in set(prompt_of))
+        assert abs(len(test) - target) < largest
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
 
 
 def test_frame_round_trip_keeps_every_field():

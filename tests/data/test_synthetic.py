@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -11,7 +12,9 @@ from hypothesis import strategies as st
 from scipy.special import expit
 from scipy.stats import norm
 
-from mars_core.data import synthetic as S
+from mars_core.data import text_suite as T
+from mars_core.data import toy as Y
+from mars_core.data.templates import TEMPLATES_PATH, load_text_templates
 
 
 def _bt_tolerance(p: np.ndarray) -> float:
@@ -27,31 +30,31 @@ def _unordered(pairs) -> list[tuple[str, frozenset[str]]]:
 
 
 def test_text_suite_is_seeded():
-    assert S.text_suite(150, seed=3) == S.text_suite(150, seed=3)
-    a, b = S.text_suite(150, seed=3), S.text_suite(150, seed=4)
+    assert T.text_suite(150, seed=3) == T.text_suite(150, seed=3)
+    a, b = T.text_suite(150, seed=3), T.text_suite(150, seed=4)
     assert sum(x.chosen != y.chosen for x, y in zip(a, b, strict=True)) > 100
 
 
 def test_text_pairs_are_well_formed_and_gold_is_inspectable():
-    pairs = S.text_suite(300, seed=1)
+    pairs = T.text_suite(300, seed=1)
     assert [p.id for p in pairs] == [f"text:{i}" for i in range(300)]
     assert {p.source for p in pairs} == {"demo-text"}
     assert all(p.chosen != p.rejected and not p.is_synthetic for p in pairs)
-    recomputed = [S.gold_reward(p.prompt, p.chosen) - S.gold_reward(p.prompt, p.rejected) for p in pairs]
+    recomputed = [T.gold_reward(p.prompt, p.chosen) - T.gold_reward(p.prompt, p.rejected) for p in pairs]
     np.testing.assert_allclose([p.gold_margin for p in pairs], recomputed, atol=1e-12)
 
 
 def test_gold_reward_ranks_by_the_documented_weights():
     """Across every harmful pair with one safe and one unsafe side, the refusal has the higher gold reward;
     a response's reward is its weighted attributes within the jitter bound."""
-    draw = S.text_suite_with_info(600, seed=2)
+    draw = T.text_suite_with_info(600, seed=2)
     checked = 0
     for pair, family in zip(draw.pairs, draw.families, strict=True):
         for text in (pair.chosen, pair.rejected):
-            attrs = S.response_attributes(pair.prompt, text)
-            assert abs(S.gold_reward(pair.prompt, text) - S.attribute_reward(attrs.values())) <= 3 * S.TEMPLATE_JITTER
+            attrs = T.response_attributes(pair.prompt, text)
+            assert abs(T.gold_reward(pair.prompt, text) - T.attribute_reward(attrs.values())) <= 3 * T.TEMPLATE_JITTER
         if family == "harmful":
-            safety = [S.response_attributes(pair.prompt, t)["safety"] for t in (pair.chosen, pair.rejected)]
+            safety = [T.response_attributes(pair.prompt, t)["safety"] for t in (pair.chosen, pair.rejected)]
             if safety[0] != safety[1]:
                 assert (pair.gold_margin > 0) == (safety[0] == 1)
                 checked += 1
@@ -59,18 +62,18 @@ def test_gold_reward_ranks_by_the_documented_weights():
 
 
 def test_gold_reward_rejects_texts_the_suite_did_not_write():
-    pair = S.text_suite(1, seed=0)[0]
+    pair = T.text_suite(1, seed=0)[0]
     with pytest.raises(ValueError, match="not one of the text suite's prompts"):
-        S.gold_reward("What is love?", pair.chosen)
+        T.gold_reward("What is love?", pair.chosen)
     with pytest.raises(ValueError, match="paraphrases"):
-        S.gold_reward(pair.prompt, pair.chosen + " Indeed.")
+        T.gold_reward(pair.prompt, pair.chosen + " Indeed.")
 
 
 def test_text_labels_follow_bradley_terry():
     """With no noise, P(chosen is gold-better) = σ(|g|/T): the observed fraction matches its expectation."""
     agreement = {}
     for temperature in (1.0, 0.3):
-        draw = S.text_suite_with_info(2000, seed=5, temperature=temperature)
+        draw = T.text_suite_with_info(2000, seed=5, temperature=temperature)
         g = draw.gold_margins
         p = expit(np.abs(g) / temperature)
         agreement[temperature] = np.mean(g > 0)
@@ -83,7 +86,7 @@ def test_text_labels_follow_bradley_terry():
 
 @pytest.mark.parametrize("suite", ["text", "toy"])
 def test_noise_flips_the_requested_fraction(suite):
-    build = S.text_suite_with_info if suite == "text" else S.toy_suite_with_info
+    build = T.text_suite_with_info if suite == "text" else Y.toy_suite_with_info
     n, eps = 3000, 0.1
     clean, noisy = build(n_pairs=n, seed=7), build(n_pairs=n, seed=7, noise=eps)
     assert abs(noisy.flipped.mean() - eps) < 4 * math.sqrt(eps * (1 - eps) / n)
@@ -101,17 +104,17 @@ def test_noise_flips_the_requested_fraction(suite):
 
 
 def test_larger_noise_flips_a_superset():
-    low, high = S.text_suite_with_info(500, seed=9, noise=0.1), S.text_suite_with_info(500, seed=9, noise=0.3)
+    low, high = T.text_suite_with_info(500, seed=9, noise=0.1), T.text_suite_with_info(500, seed=9, noise=0.3)
     assert np.all(high.flipped[low.flipped])
     assert high.flipped.sum() > low.flipped.sum()
 
 
 def test_text_suite_is_diverse_and_has_pairs_near_the_boundary():
-    draw = S.text_suite_with_info(600, seed=0)
+    draw = T.text_suite_with_info(600, seed=0)
     responses = {t for p in draw.pairs for t in (p.chosen, p.rejected)}
     assert len(responses) > 600
     assert len({p.prompt for p in draw.pairs}) > 40
-    assert set(draw.families) == set(S.PROMPT_FAMILIES)
+    assert set(draw.families) == set(T.PROMPT_FAMILIES)
     g = np.abs(draw.gold_margins)
     assert np.mean(g < 0.5) > 0.1  # near ties, where BT labels are close to coin flips
     assert np.mean(g > 2.0) > 0.1  # and clear-cut pairs
@@ -132,16 +135,16 @@ def test_text_suite_is_diverse_and_has_pairs_near_the_boundary():
 )
 def test_bad_settings_are_refused_with_a_clear_message(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        S.text_suite(**kwargs)
+        T.text_suite(**kwargs)
     with pytest.raises(ValueError, match=message):
-        S.toy_suite(**kwargs)
+        Y.toy_suite(**kwargs)
 
 
 @pytest.mark.slow
 def test_minilm_linear_probe_learns_the_text_suite(text_encoder):
     """A logistic head on Δφ = φ(chosen) − φ(rejected), trained on the suite's own (BT-noisy) labels of 200
     pairs, orders 100 held-out pairs by the gold reward well above chance."""
-    draw = S.text_suite_with_info(300, seed=0)
+    draw = T.text_suite_with_info(300, seed=0)
     delta = (text_encoder.encode([p.chosen for p in draw.pairs]) - text_encoder.encode([p.rejected for p in draw.pairs]))
     delta = delta.astype(np.float64)
     sign = np.random.default_rng(0).choice([-1.0, 1.0], size=len(delta))  # present each pair in random order
@@ -166,51 +169,52 @@ finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinit
 @settings(max_examples=200, deadline=None)
 @given(st.lists(finite, min_size=1, max_size=6))
 def test_toy_vector_round_trip(values):
-    text = S.format_toy_vector(values)
-    parsed = S.parse_toy_vector(text)
-    assert S.format_toy_vector(parsed) == text  # exact at the printed precision
-    np.testing.assert_allclose(parsed, values, atol=0.5 * 10**-S.TOY_DECIMALS + 1e-9, rtol=1e-12)
+    text = Y.format_toy_vector(values)
+    parsed = Y.parse_toy_vector(text)
+    assert Y.format_toy_vector(parsed) == text  # exact at the printed precision
+    np.testing.assert_allclose(parsed, values, atol=0.5 * 10**-Y.TOY_DECIMALS + 1e-9, rtol=1e-12)
 
 
 def test_toy_vector_format_is_the_documented_one():
-    assert S.format_toy_vector([0.1234, -0.5678]) == "φ=[0.1234, -0.5678]"
-    assert S.format_toy_vector([-0.00001]) == "φ=[0.0000]"  # no negative zero
-    np.testing.assert_array_equal(S.parse_toy_vector("phi = [1, -2.5]"), [1.0, -2.5])
+    assert Y.format_toy_vector([0.1234, -0.5678]) == "φ=[0.1234, -0.5678]"
+    assert Y.format_toy_vector([-0.00001]) == "φ=[0.0000]"  # no negative zero
+    np.testing.assert_array_equal(Y.parse_toy_vector("phi = [1, -2.5]"), [1.0, -2.5])
 
 
 @pytest.mark.parametrize("text", ["", "φ=[]", "φ=[1, x]", "φ=[nan]", "[0.1, 0.2]", "φ=(0.1, 0.2)", None])
 def test_malformed_toy_text_is_a_value_error(text):
     with pytest.raises(ValueError, match="toy vector"):
-        S.parse_toy_vector(text)
+        Y.parse_toy_vector(text)
 
 
 def test_toy_vector_format_refuses_non_finite():
     with pytest.raises(ValueError, match="finite"):
-        S.format_toy_vector([1.0, float("inf")])
+        Y.format_toy_vector([1.0, float("inf")])
 
 
 def test_toy_features_stack_and_check_dimensions():
-    feats = S.toy_features(["φ=[1.0000, 2.0000]", "φ=[3.0000, -4.0000]"])
+    feats = Y.toy_features(["φ=[1.0000, 2.0000]", "φ=[3.0000, -4.0000]"])
     np.testing.assert_array_equal(feats, [[1, 2], [3, -4]])
-    assert S.toy_features([], dim=2).shape == (0, 2)
+    assert Y.toy_features([], dim=2).shape == (0, 2)
     with pytest.raises(ValueError, match="different dimensions"):
-        S.toy_features(["φ=[1.0]", "φ=[1.0, 2.0]"])
+        Y.toy_features(["φ=[1.0]", "φ=[1.0, 2.0]"])
 
 
 def test_toy_suite_pairs_and_gold():
-    pairs = S.toy_suite(200, seed=1)
-    assert pairs == S.toy_suite(200, seed=1) and pairs != S.toy_suite(200, seed=2)
+    pairs = Y.toy_suite(200, seed=1)
+    assert pairs == Y.toy_suite(200, seed=1) and pairs != Y.toy_suite(200, seed=2)
     assert [p.id for p in pairs] == [f"toy:{i}" for i in range(200)]
-    assert {(p.prompt, p.source) for p in pairs} == {("toy", "demo-toy")}
-    np.testing.assert_array_equal(S.toy_gold_weights(2), [2.0, -1.0])
-    margins = S.toy_gold_reward([p.chosen for p in pairs]) - S.toy_gold_reward([p.rejected for p in pairs])
+    assert [p.prompt for p in pairs] == [f"toy {i}" for i in range(200)]  # one context per pair: splittable
+    assert {p.source for p in pairs} == {"demo-toy"}
+    np.testing.assert_array_equal(Y.toy_gold_weights(2), [2.0, -1.0])
+    margins = Y.toy_gold_reward([p.chosen for p in pairs]) - Y.toy_gold_reward([p.rejected for p in pairs])
     np.testing.assert_allclose([p.gold_margin for p in pairs], margins, atol=1e-12)
-    assert S.toy_features([p.chosen for p in S.toy_suite(5, dim=3)]).shape == (5, 3)
+    assert Y.toy_features([p.chosen for p in Y.toy_suite(5, dim=3)]).shape == (5, 3)
 
 
 def test_toy_labels_follow_bradley_terry():
     for temperature in (1.0, 0.25):
-        g = S.toy_suite_with_info(3000, seed=4, temperature=temperature).gold_margins
+        g = Y.toy_suite_with_info(3000, seed=4, temperature=temperature).gold_margins
         p = expit(np.abs(g) / temperature)
         assert np.mean(g > 0) > 0.6
         assert abs(np.mean(g > 0) - p.mean()) < _bt_tolerance(p)
@@ -218,56 +222,82 @@ def test_toy_labels_follow_bradley_terry():
 
 
 def test_toy_paraphraser_outputs_are_close_seeded_and_new():
-    para = S.ToyParaphraser(sigma=0.05)
-    texts = [p.chosen for p in S.toy_suite(50, seed=0)]
+    para = Y.ToyParaphraser(sigma=0.05)
+    texts = [p.chosen for p in Y.toy_suite(50, seed=0)]
     out = para.paraphrase(texts, n=4, seed=11)
     assert len(out) == len(texts) and all(len(o) == 4 for o in out)
     for text, variants in zip(texts, out, strict=True):
-        phi = S.parse_toy_vector(text)
+        phi = Y.parse_toy_vector(text)
         assert text not in variants and len(set(variants)) == len(variants)
-        moved = S.toy_features(variants) - phi
+        moved = Y.toy_features(variants) - phi
         assert np.all(np.abs(moved) < 6 * para.sigma) and np.all(np.abs(moved).max(axis=1) > 0)
     assert para.paraphrase(texts, n=4, seed=11) == out
     assert para.paraphrase(texts, n=4, seed=12) != out
     assert para.paraphrase(texts[3:5], n=4, seed=11) == out[3:5]  # position in the batch does not matter
     assert para.paraphrase(texts, n=0, seed=0) == [[] for _ in texts]
-    assert "sigma=0.05" in para.name and para.name != S.ToyParaphraser(sigma=0.1).name
+    assert "sigma=0.05" in para.name and para.name != Y.ToyParaphraser(sigma=0.1).name
     with pytest.raises(ValueError, match="toy vector"):
         para.paraphrase(["hello"], n=1, seed=0)
     with pytest.raises(ValueError, match="sigma"):
-        S.ToyParaphraser(sigma=0.0)
+        Y.ToyParaphraser(sigma=0.0)
 
 
 def test_toy_paraphrase_noise_has_the_requested_scale():
-    para = S.ToyParaphraser(sigma=0.05)
-    texts = [p.chosen for p in S.toy_suite(200, seed=3)]
+    para = Y.ToyParaphraser(sigma=0.05)
+    texts = [p.chosen for p in Y.toy_suite(200, seed=3)]
     out = para.paraphrase(texts, n=5, seed=0)
-    moved = np.concatenate([S.toy_features(v) - S.parse_toy_vector(t) for t, v in zip(texts, out, strict=True)])
+    moved = np.concatenate([Y.toy_features(v) - Y.parse_toy_vector(t) for t, v in zip(texts, out, strict=True)])
     assert abs(moved.std() - 0.05) < 0.005  # 2000 draws: the std's standard error is ≈ 0.0008
 
 
 def test_toy_paraphrases_preserve_labels_as_documented():
     """Swapping both sides for paraphrases flips the gold sign with probability Φ(−|g| / (σ‖w*‖√2))."""
     sigma = 0.05
-    pairs = S.toy_suite(2000, seed=6)
-    para = S.ToyParaphraser(sigma=sigma)
+    pairs = Y.toy_suite(2000, seed=6)
+    para = Y.ToyParaphraser(sigma=sigma)
     new_c = [v[0] for v in para.paraphrase([p.chosen for p in pairs], n=1, seed=0)]
     new_r = [v[0] for v in para.paraphrase([p.rejected for p in pairs], n=1, seed=0)]
     g_old = np.array([p.gold_margin for p in pairs])
-    g_new = S.toy_gold_reward(new_c) - S.toy_gold_reward(new_r)
+    g_new = Y.toy_gold_reward(new_c) - Y.toy_gold_reward(new_r)
     flips = np.sign(g_new) != np.sign(g_old)
-    expected = norm.cdf(-np.abs(g_old) / (sigma * np.linalg.norm(S.toy_gold_weights(2)) * math.sqrt(2)))
+    expected = norm.cdf(-np.abs(g_old) / (sigma * np.linalg.norm(Y.toy_gold_weights(2)) * math.sqrt(2)))
     assert flips.mean() < 0.1
     assert abs(flips.mean() - expected.mean()) < _bt_tolerance(expected) + 1e-3
 
 
 def test_toy_paraphraser_can_keep_the_gold_reward_exactly():
-    para = S.ToyParaphraser(sigma=0.1, keep_gold=True)
-    texts = [p.chosen for p in S.toy_suite(100, seed=2)]
+    para = Y.ToyParaphraser(sigma=0.1, keep_gold=True)
+    texts = [p.chosen for p in Y.toy_suite(100, seed=2)]
     out = para.paraphrase(texts, n=3, seed=0)
-    w = S.toy_gold_weights(2)
+    w = Y.toy_gold_weights(2)
     for text, variants in zip(texts, out, strict=True):
         assert variants
-        drift = S.toy_gold_reward(variants) - S.toy_gold_reward([text])
-        assert np.all(np.abs(drift) <= np.abs(w).sum() * 0.5 * 10**-S.TOY_DECIMALS + 1e-12)
+        drift = Y.toy_gold_reward(variants) - Y.toy_gold_reward([text])
+        assert np.all(np.abs(drift) <= np.abs(w).sum() * 0.5 * 10**-Y.TOY_DECIMALS + 1e-12)
     assert para.paraphrase(["φ=[0.5000]"], n=3, seed=0) == [[]]  # one dimension: nothing left to vary
+
+
+# ---------------------------------------------------------------------------------------------- templates as data
+
+
+def test_templates_file_drives_the_suite(tmp_path):
+    """The JSON file is what the suite composes from: every template text appears in some catalogue response."""
+    templates = load_text_templates()
+    assert set(templates.openers) == {("answer", 0), ("answer", 1), ("refusal", 0), ("refusal", 1)}
+    responses = " ".join(" ".join(T._catalogue(p)) for p in T.text_prompts())
+    for texts in (*templates.openers.values(), *templates.closers.values()):
+        assert all(t in responses for t in texts)
+    assert all(spec["comply"][0] in responses for spec in templates.harmful)
+
+
+def test_malformed_templates_file_names_the_file_and_field(tmp_path):
+    raw = json.loads(TEMPLATES_PATH.read_text(encoding="utf-8"))
+    raw["openers"]["answer/maybe"] = ["Hi."]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad\.json.*answer/maybe"):
+        load_text_templates(bad)
+    del raw["openers"]["answer/maybe"], raw["tone"]
+    bad.write_text(json.dumps(raw), encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad\.json.*tone"):
+        load_text_templates(bad)

@@ -14,10 +14,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from mars_core.run.config import DataConfig, RefineConfig, RunConfig
+from mars_core.run.refine import RefinementRun
 from mars_core.run.store import Store
 from tests.ui.hostile_run import SCRIPT, create_hostile_run
 
@@ -56,12 +60,12 @@ def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 90) -> None
     raise TimeoutError(f"streamlit did not answer at {url} within {timeout} s")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    db = tmp_path_factory.mktemp("e2e") / "mars.db"
+@contextmanager
+def streamlit_server(db: Path, log_name: str) -> Iterator[str]:
+    """`streamlit run app.py` on a free port with MARS_DB=db, as `make run` starts it; yields its URL."""
     port = _free_port()
     ARTIFACTS.mkdir(exist_ok=True)
-    log = (ARTIFACTS / "streamlit.log").open("w")
+    log = (ARTIFACTS / log_name).open("w")
     env = {**os.environ, "MARS_DB": str(db), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen(
@@ -72,7 +76,7 @@ def server(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, proc)
-        yield url, db
+        yield url
     finally:
         proc.terminate()
         try:
@@ -80,6 +84,25 @@ def server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    db = tmp_path_factory.mktemp("e2e") / "mars.db"
+    with streamlit_server(db, "streamlit.log") as url:
+        yield url, db
+
+
+@pytest.fixture(scope="module")
+def toy_server(tmp_path_factory):
+    """A fresh server on a store that already holds a toy run (no model to load), not yet visited."""
+    db = tmp_path_factory.mktemp("e2e-urls") / "mars.db"
+    config = RunConfig(data=DataConfig(source="demo:toy", n_pairs=80),
+                       refine=RefineConfig(cross_fit_folds=0, budget_per_epoch=16, epochs=3))
+    run = RefinementRun.create(Store(db), config, name="toy for addresses")
+    run.step()
+    with streamlit_server(db, "streamlit-urls.log") as url:
+        yield url, run.run_id
 
 
 @pytest.fixture(scope="module")
@@ -166,4 +189,36 @@ def test_hostile_text_stays_text_in_the_browser(server, browser):
     page.wait_for_timeout(1000)
     page.screenshot(path=str(ARTIFACTS / "07-hostile-pairs.png"), full_page=True)
     assert not dialogs, dialogs
+    page.close()
+
+
+PAGE_HEADINGS = {"margins": "Margins", "data": "Data", "budget": "Budget", "curvature": "Curvature",
+                 "pairs": "Pairs", "review": "Review paraphrases", "teach": "Teach: MARS in two dimensions"}
+
+
+def test_every_page_has_its_own_address_that_keeps_the_run(toy_server, browser):
+    """Opening /margins (the server's very first request) or any other page's address shows that page.
+
+    Before every page had its own url_path, Margins was the default page and lived only at the
+    root: /margins said "Page not found".
+    """
+    from playwright.sync_api import expect
+
+    url, run_id = toy_server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    for name, heading in PAGE_HEADINGS.items():
+        page.goto(f"{url}/{name}?run={run_id}")
+        expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible(timeout=60_000)
+        expect(page.get_by_test_id("stSidebar").get_by_text("1 / 3")).to_be_visible(timeout=30_000)
+        assert not page.get_by_text("Page not found").count(), name
+        assert page.url.endswith(f"/{name}?run={run_id}"), page.url
+    page.screenshot(path=str(ARTIFACTS / "08-teach-by-address.png"), full_page=True)
+
+    page.goto(url)  # the root shows Margins at its own address
+    expect(page.get_by_role("heading", name="Margins", exact=True)).to_be_visible(timeout=60_000)
+    page.wait_for_url(f"{url}/margins?run={run_id}", timeout=30_000)
+    page.get_by_role("link", name="Budget").click()
+    expect(page.get_by_role("heading", name="Budget", exact=True)).to_be_visible(timeout=60_000)
+    page.wait_for_url(f"{url}/budget?run={run_id}", timeout=30_000)
+    assert not page.get_by_test_id("stException").count()
     page.close()

@@ -12,7 +12,7 @@ from hypothesis import strategies as hs
 
 from mars_core.analysis.curvature import sigmoid_prime
 from mars_core.augment.allocation import AllocationConfig
-from mars_core.data.synthetic import toy_features
+from mars_core.data.toy import toy_features
 from mars_core.present import views
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig, with_overrides
 from mars_core.run.refine import RefinementRun

@@ -11,7 +11,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from mars_core.data.synthetic import ToyParaphraser
+from mars_core.augment.paraphraser import ParaphraseConfig, PlainParaphraser
+from mars_core.data.toy import ToyParaphraser
 from mars_core.run.components import build_components
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig, with_overrides
 from mars_core.run.refine import RefinementRun, RunFinished, StepInProgress
@@ -52,7 +53,7 @@ def test_single_units_paraphrase_both_sides_so_paraphrasing_is_no_label_cue(tmp_
     store = Store(tmp_path / "toy.db")
     run = RefinementRun.create(store, toy_config("uniform"))  # 40 units over 160 pairs: every count is 0 or 1
     run.step()
-    sides = [r.side for r in store.get_paraphrases(run.run_id)]
+    sides = [r.side for r in store.get_paraphrases(run.run_id, status="pending")]  # the kept ones
     assert len(sides) == 40
     assert 10 <= sides.count("rejected") <= 30, sides.count("rejected")
 
@@ -129,10 +130,10 @@ def test_step_refused_while_another_holds_the_lock(tmp_path):
 
 
 class FlakyParaphraser(ToyParaphraser):
-    """A real toy paraphraser that fails on every call asking for two paraphrases per text."""
+    """A real toy paraphraser that fails on every call for the candidates of two-unit requests."""
 
     def paraphrase(self, texts, n, seed):
-        if n == 2:
+        if n > ParaphraseConfig().candidates_per_unit:
             raise RuntimeError("generation server went away")
         return super().paraphrase(texts, n, seed)
 
@@ -142,7 +143,7 @@ def test_a_failing_paraphraser_does_not_stop_the_epoch(tmp_path):
     # τ = 0 and 3 units per pair: every pair asks for 2 chosen and 1 rejected paraphrase
     config = with_overrides(toy_config(budget_per_epoch=480), allocation={"tau": 0.0})
     components = build_components(config)
-    components.paraphraser = FlakyParaphraser()
+    components.paraphraser = PlainParaphraser(FlakyParaphraser())
     run = RefinementRun.create(store, config, components=components)
     outcome = run.step()
     assert outcome.metrics["paraphrase_failures"] > 0

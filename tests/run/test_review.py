@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from mars_core.augment.filters import refusal_polarity
-from mars_core.data.synthetic import format_toy_vector, parse_toy_vector
+from mars_core.data.toy import format_toy_vector, parse_toy_vector
 from mars_core.run import review
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig
 from mars_core.run.refine import RefinementRun

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from mars_core.data.pairs import PreferencePair
+from mars_core.run.locks import new_owner
 from mars_core.run.store import EpochRecord, MarginRow, ParaphraseRecord, ReviewConflict, Store, StoreError
 
 
@@ -181,3 +182,49 @@ def test_sigkill_while_writing_an_epoch_keeps_whole_epochs_only(tmp_path):
     assert len(reopened.get_paraphrases(run)) == 2
     reopened.commit_epoch(run, _epoch(2, _pairs(2)[1]))  # and the store is writable again
     assert reopened.epochs(run) == [1, 2]
+
+
+def test_a_run_and_its_epoch_0_are_stored_together_or_not_at_all(store):
+    def fail() -> None:
+        raise RuntimeError("killed while creating")
+
+    with pytest.raises(RuntimeError, match="killed while creating"):
+        store.create_run("half", {}, "demo", _pairs(4), _pairs(1, "t"), epoch0=_epoch(0, _pairs(1)[0]),
+                         before_commit=fail)
+    assert store.list_runs() == []
+    run = store.create_run("whole", {}, "demo", _pairs(4), _pairs(1, "t"), epoch0=_epoch(0, _pairs(1)[0]))
+    assert store.epochs(run) == [0] and len(store.get_pairs(run, split="test")) == 1
+
+
+def test_delete_run_removes_everything_of_that_run_only(store):
+    keep = store.create_run("keep", {}, "demo", _pairs(2), [])
+    store.commit_epoch(keep, _epoch(1, _pairs(1)[0]))
+    gone = store.create_run("gone", {}, "demo", _pairs(4), _pairs(1, "t"))
+    store.commit_epoch(gone, _epoch(1, _pairs(1)[0]))
+    store.decide(gone, "e1:p0:c0", "accepted", "ana")
+    store.put_features({"k": np.ones(3)})
+    store.delete_run(gone)
+    assert [r.id for r in store.list_runs()] == [keep]
+    assert store.get_pairs(gone) == [] and store.margin_rows(gone) == [] and store.get_paraphrases(gone) == []
+    assert store.review_log(gone) == [] and store.epochs(gone) == []
+    assert store.epochs(keep) == [1] and len(store.get_paraphrases(keep)) == 2, "the other run is untouched"
+    assert "k" in store.get_features(["k"]), "shared caches stay"
+    with pytest.raises(StoreError, match=f"no run with id {gone}"):
+        store.delete_run(gone)
+
+
+def test_delete_run_waits_for_a_live_step_unless_forced(store):
+    run = store.create_run("r", {}, "demo", _pairs(2), [])
+    owner = new_owner()
+    assert store.acquire_step_lock(run, owner)
+    with pytest.raises(StoreError, match=f"run {run} is being stepped by {owner}"):
+        store.delete_run(run)
+    store.delete_run(run, force=True)
+    assert store.list_runs() == []
+
+
+def test_a_store_under_a_file_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "runs"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match=f"cannot create the store {blocker / 'a' / 'm.db'}: {blocker} is a file"):
+        Store(blocker / "a" / "m.db")

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from mars_core.present import sidebar
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig
+from mars_core.run.demos import TEXT_DEMO_NAME, TOY_DEMO_NAME
 from mars_core.run.refine import RefinementRun
 from mars_core.run.store import Store
 from tests.ui.hostile_run import HOSTILE, SCRIPT, create_hostile_run
@@ -28,25 +30,6 @@ BUDGET = 40
 def toy_config(epochs: int = 4) -> RunConfig:
     return RunConfig(data=DataConfig(source="demo:toy", n_pairs=120),
                      refine=RefineConfig(cross_fit_folds=0, budget_per_epoch=BUDGET, epochs=epochs))
-
-
-@pytest.fixture(autouse=True)
-def navigation_like_the_server(monkeypatch):
-    """Run every page through app.py's st.navigation, as the server does.
-
-    AppTest forgets before each run that st.navigation is in use and, because a pages/ folder exists,
-    runs a switched-to page as a legacy page on its own. The server decides once per process (the
-    first st.navigation call switches the legacy mode off for good); this pins that decision.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
 
 
 @pytest.fixture
@@ -187,7 +170,7 @@ def test_a_step_held_elsewhere_is_a_warning_not_a_second_step(toy):
     store, run_id = toy
     assert store.acquire_step_lock(run_id, "otherhost:4242:deadbeef")
     at = open_app(store, run_id, "pages/margins.py")
-    assert any("locked for stepping by otherhost" in w.value for w in at.sidebar.warning)
+    assert any("locked by otherhost" in w.value for w in at.sidebar.warning)
     step(at)
     assert store.epochs(run_id) == [0]
     assert any("being stepped elsewhere" in w.value for w in at.sidebar.warning)
@@ -212,17 +195,15 @@ def test_a_stale_lock_of_a_dead_process_can_be_cleared(toy):
 
 def test_first_launch_builds_the_demo_runs_once(tmp_path, monkeypatch):
     """The real demo (MiniLM + SmolLM2) is built in the browser test; here toy stand-ins keep it fast."""
-    import pages.common as common
-
-    monkeypatch.setattr(common, "demo_configs", lambda: [(common.TEXT_DEMO_NAME, toy_config()),
-                                                         (common.TOY_DEMO_NAME, toy_config())])
+    monkeypatch.setattr(sidebar, "demo_configs", lambda: [(TEXT_DEMO_NAME, toy_config()),
+                                                          (TOY_DEMO_NAME, toy_config())])
     store = Store(tmp_path / "fresh.db")
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["db_path"] = str(store.path)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     runs = store.list_runs()
-    assert [r.name for r in runs] == [common.TEXT_DEMO_NAME, common.TOY_DEMO_NAME]
+    assert [r.name for r in runs] == [TEXT_DEMO_NAME, TOY_DEMO_NAME]
     assert at.session_state["run_id"] == runs[0].id
     at.run()
     at.switch_page("pages/teach.py").run()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from mars_core.data.synthetic import format_toy_vector, parse_toy_vector
+from mars_core.data.toy import format_toy_vector, parse_toy_vector
 from mars_core.run import review
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig
 from mars_core.run.refine import RefinementRun

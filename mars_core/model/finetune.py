@@ -1,0 +1,317 @@
+"""A reward model that fine-tunes a transformer end to end (the paper's setting), behind the RewardModel protocol.
+
+Any ``AutoModelForSequenceClassification`` with one output: the packaged MiniLM by default (its score
+head is new), a local folder (ours, or TRL RewardTrainer's) or a hub id. Devices come from Hugging Face
+accelerate: CPU here, one GPU when present, several with ``accelerate launch`` (batches sharded per
+process, DDP all-reduces the gradients, only the main process writes checkpoints). CUDA and multi-process
+paths are written to accelerate's API but were only exercised on CPU in this repository's tests.
+
+Why it is cheaper than the common implementation: see batching.py (one forward pass for chosen and
+rejected, length buckets, dynamic padding); plus gradient accumulation weighted by pairs, autocast on GPU,
+scoring under inference_mode in large length-sorted batches, and a score cache that lives only as long as
+the weights it was computed with (cleared by every fit and load).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import transformers
+from accelerate import Accelerator
+from accelerate.utils import gather_object
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from mars_core.analysis.curvature import SpectrumSummary, sigmoid_prime
+from mars_core.data.pairs import PreferencePair
+from mars_core.model.batching import PairTokenizer, length_buckets, pad_batch
+from mars_core.model.checkpoints import checkpoint_state, read_checkpoint_state, replace_folder
+from mars_core.model.encoders import resolve_model
+from mars_core.model.finetune_curvature import deep_pair_curvature, deep_spectrum, head_spectrum, score_layer
+from mars_core.model.reward_config import RewardModelConfig
+from mars_core.model.train import FitReport
+
+Progress = Callable[..., None]
+MAX_GRAD_NORM = 1.0  # the usual clip (TRL/Trainer default): one bad batch cannot undo an epoch
+
+
+@functools.cache
+def shared_accelerator(mixed_precision: str, cpu: bool) -> Accelerator:
+    """One Accelerator per process and setting (accelerate's state is a process-wide singleton)."""
+    return Accelerator(mixed_precision=mixed_precision, cpu=cpu)
+
+
+def resolve_precision(config: RewardModelConfig) -> tuple[str, bool]:
+    """(mixed_precision, cpu) for accelerate: autocast only where a GPU will run the model."""
+    cuda = torch.cuda.is_available() and config.device in (None, "cuda")
+    if config.precision != "auto":
+        return config.precision if cuda else "no", not cuda
+    if not cuda:
+        return "no", True
+    return ("bf16" if torch.cuda.is_bf16_supported() else "fp16"), False
+
+
+class FinetuneFitReport(FitReport):
+    """FitReport plus what a reader of the metrics needs to trust the loss: how many pairs were cut."""
+
+    def __init__(self, *args, details: dict | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.details = details or {}
+
+
+class FinetuneRewardModel:
+    """r(x, y) = the scalar output of a fine-tuned sequence classifier on ``prompt + "\\n\\n" + response``."""
+
+    def __init__(self, config: RewardModelConfig | None = None, *, _shared: tuple | None = None) -> None:
+        self.config = config or RewardModelConfig(kind="finetune")
+        self.name = f"finetune[{self.config.base}]"
+        precision, cpu = resolve_precision(self.config)
+        self.accelerator = shared_accelerator(precision, cpu)
+        self.device = self.accelerator.device
+        self.source = resolve_model(self.config.base)
+        if _shared is None:
+            tokenizer = AutoTokenizer.from_pretrained(str(self.source), trust_remote_code=self.config.trust_remote_code)
+            _shared = (tokenizer, PairTokenizer(tokenizer, self.config.max_length))
+        self.tokenizer, self.batcher = _shared
+        self.fits = 0  # fits since the base checkpoint: fit n of a run writes epoch n−1
+        self.checkpoint_dir: Path | None = None
+        self.last_checkpoint: Path | None = None
+        self._load_weights(self.source)
+
+    # -- weights --------------------------------------------------------------------------------
+    def _load_weights(self, source: Path | str) -> None:
+        torch.manual_seed(self.config.seed)  # the new score head starts the same every time
+        try:
+            with _quiet_transformers():  # "classifier newly initialised" is expected, not news
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    str(source), num_labels=1, trust_remote_code=self.config.trust_remote_code
+                )
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"could not load {source} as a sequence classifier with one output: {exc}") from exc
+        # the score bias adds the same constant to both rewards, so it cancels in every margin and the BT loss
+        # gives it no gradient: frozen, it is honestly not a trainable parameter (curvature and tests agree)
+        head = score_layer(model)
+        if head.bias is not None:
+            head.bias.requires_grad_(False)
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = self.batcher.pad_id
+        if self.config.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        self.model = model.to(self.device)
+        self._scores: dict[tuple[str, str], tuple[float, np.ndarray]] = {}  # valid for these weights only
+
+    def use_checkpoint_dir(self, folder: str | Path) -> None:
+        """Write this model's epoch checkpoints under ``folder`` (RefinementRun points it into the run's folder)."""
+        self.checkpoint_dir = Path(folder)
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Save the weights (safetensors) and return the store's reference to them."""
+        if self.checkpoint_dir is None:
+            self.checkpoint_dir = Path(tempfile.mkdtemp(prefix="mars-finetune-"))
+        final = self.checkpoint_dir / f"epoch-{max(self.fits - 1, 0)}"
+        if self.accelerator.is_main_process:
+            tmp = final.with_name(final.name + ".partial")
+            with _quiet_transformers():
+                self.model.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+            replace_folder(tmp, final)
+        self.accelerator.wait_for_everyone()
+        self.last_checkpoint = final
+        return checkpoint_state(final, self.fits, self.config.base)
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        folder, fits = read_checkpoint_state(state)
+        self._load_weights(folder)
+        self.fits = fits
+        self.last_checkpoint = folder
+        if self.checkpoint_dir is None:  # a reopened run keeps writing beside the epoch it resumed from
+            self.checkpoint_dir = folder.parent
+
+    def fresh(self) -> FinetuneRewardModel:
+        """A copy from the BASE checkpoint (never the current weights: that would leak held-out folds).
+
+        Costs a model load plus a fit on (k−1)/k of the pairs for each of k folds, so k-fold cross-fitting
+        adds about k−1 full fits to a Step (5 folds: ~4×400 pairs more training on the text demo). With this
+        model use --folds 0 (in-sample margins, the paper's setting) unless that time is affordable.
+        """
+        return FinetuneRewardModel(self.config, _shared=(self.tokenizer, self.batcher))
+
+    # -- training -------------------------------------------------------------------------------
+    def fit(self, pairs: Sequence[PreferencePair], progress: Progress | None = None) -> FinetuneFitReport:
+        cfg, acc = self.config, self.accelerator
+        start = time.perf_counter()
+        if not cfg.warm_start and self.fits > 0:
+            self._load_weights(self.source)
+        self.fits += 1
+        self._scores = {}
+        if not pairs:
+            return FinetuneFitReport(float("nan"), 0, 0.0, 0, str(self.device))
+        seed = cfg.seed * 1000 + self.fits
+        torch.manual_seed(seed)  # dropout masks
+        prompts = [p.prompt for p in pairs]
+        plus = self.batcher.encode(prompts, [p.chosen for p in pairs])
+        minus = self.batcher.encode(prompts, [p.rejected for p in pairs])
+        lengths = [max(len(a.ids), len(b.ids)) for a, b in zip(plus, minus)]
+        micro = [b for e in range(cfg.epochs_per_step) for b in length_buckets(lengths, cfg.batch_size, seed + e)]
+        micro = _shard(micro, acc.num_processes, acc.process_index)
+        groups = [micro[i:i + cfg.grad_accum] for i in range(0, len(micro), cfg.grad_accum)]
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        scheduler = _linear_schedule(optimizer, len(groups), cfg.warmup_fraction)
+        model, optimizer = acc.prepare(self.model, optimizer)
+        model.train()
+        per_pass = math.ceil(len(micro) / cfg.epochs_per_step)
+        done, pass_loss, pass_pairs = 0, 0.0, 0
+        notify = progress or (lambda *a, **k: None)
+        notify("training", 0, len(micro), f"{len(pairs)} pairs")
+        for group in groups:
+            n_group = sum(len(idx) for idx in group)  # the loss is a mean over the pairs of one optimiser step
+            for j, idx in enumerate(group):
+                rows = [plus[i].ids for i in idx] + [minus[i].ids for i in idx]
+                batch = {k: v.to(self.device) for k, v in pad_batch(rows, self.batcher.pad_id).items()}
+                sync = contextlib.nullcontext() if j == len(group) - 1 else acc.no_sync(model)
+                with sync, acc.autocast():
+                    rewards = model(**batch).logits[:, 0].float()
+                    loss_sum = F.softplus(-(rewards[: len(idx)] - rewards[len(idx):])).sum()  # −log σ(Δ)
+                    acc.backward(loss_sum / n_group)
+                if done % per_pass == 0:
+                    pass_loss, pass_pairs = 0.0, 0  # report the last pass over the data, not the first
+                pass_loss += float(loss_sum.detach())
+                pass_pairs += len(idx)
+                done += 1
+                notify("training", done, len(micro), f"loss {pass_loss / pass_pairs:.3f}")
+            acc.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        self.model = acc.unwrap_model(model, keep_fp32_wrapper=False)
+        self.model.eval()
+        acc.free_memory()  # drop accelerate's references to this fit's optimiser
+        cut = sum(a.truncated or b.truncated for a, b in zip(plus, minus))
+        response_cut = sum(a.response_cut or b.response_cut for a, b in zip(plus, minus))
+        details = {"truncated_pairs": cut, "response_cut_pairs": response_cut, "optimizer_steps": len(groups),
+                   "max_length": cfg.max_length}
+        return FinetuneFitReport(
+            pass_loss / max(pass_pairs, 1), len(groups), time.perf_counter() - start, len(pairs), str(self.device),
+            details=details,
+        )
+
+    # -- scoring --------------------------------------------------------------------------------
+    def _score(self, prompts: Sequence[str], responses: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Rewards and the score layer's inputs (for curvature), from the cache or one inference pass."""
+        keys = list(zip(prompts, responses, strict=True))
+        todo = [k for k in dict.fromkeys(keys) if k not in self._scores]
+        if todo:
+            self._scores.update(self._run_inference(todo))
+        if not keys:
+            return np.zeros(0), np.zeros((0, 0), dtype=np.float32)
+        return np.array([self._scores[k][0] for k in keys]), np.stack([self._scores[k][1] for k in keys])
+
+    def _run_inference(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[float, np.ndarray]]:
+        acc = self.accelerator
+        encoded = self.batcher.encode([k[0] for k in keys], [k[1] for k in keys])
+        batches = length_buckets([len(e.ids) for e in encoded], self.config.score_batch_size, None)
+        batches = batches[acc.process_index::acc.num_processes]  # data-parallel scoring; gathered below
+        captured: list[torch.Tensor] = []
+        hook = score_layer(self.model).register_forward_hook(lambda _m, args, _out: captured.append(args[0]))
+        found: list[tuple[int, float, np.ndarray]] = []
+        self.model.eval()
+        try:
+            with torch.inference_mode(), acc.autocast():
+                for idx in batches:
+                    batch = pad_batch([encoded[i].ids for i in idx], self.batcher.pad_id)
+                    out = self.model(**{k: v.to(self.device) for k, v in batch.items()}).logits[:, 0].float().cpu()
+                    feats = captured.pop().float().cpu().numpy()
+                    found += [(int(i), float(r), f) for i, r, f in zip(idx, out.numpy(), feats)]
+        finally:
+            hook.remove()
+        if acc.num_processes > 1:
+            found = gather_object(found)
+        return {keys[i]: (r, f) for i, r, f in found}
+
+    def rewards(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
+        return self._score(prompts, responses)[0]
+
+    def margins(self, pairs: Sequence[PreferencePair]) -> np.ndarray:
+        if not pairs:
+            return np.zeros(0)
+        r = self.rewards([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+        return r[: len(pairs)] - r[len(pairs):]
+
+    def head_deltas(self, pairs: Sequence[PreferencePair]) -> tuple[np.ndarray, np.ndarray]:
+        """(Δ per pair, Δh = h(x, y+) − h(x, y−) at the score layer's input): ∂Δ/∂w of the score layer is Δh."""
+        r, h = self._score([p.prompt for p in pairs] * 2, [p.chosen for p in pairs] + [p.rejected for p in pairs])
+        n = len(pairs)
+        return r[:n] - r[n:], (h[:n] - h[n:]).astype(np.float64)
+
+    # -- curvature ------------------------------------------------------------------------------
+    def pair_curvature(self, pairs: Sequence[PreferencePair]) -> np.ndarray:
+        """σ'(Δ_i)·‖∂Δ_i/∂θ‖² (the Gauss-Newton term) on the parameters named by config.curvature_params.
+
+        ``head``: θ = the score layer (weight and bias); ∂Δ/∂w = Δh exactly, so this costs one scoring pass
+        (shared with margins) and is the linear model's quantity with φ = the fine-tuned features.
+        ``last_block``: θ = head + pooler + last transformer block, one backward pass per pair.
+        """
+        if not pairs:
+            return np.zeros(0)
+        if self.config.curvature_params == "head":
+            margins, dh = self.head_deltas(pairs)
+            return sigmoid_prime(margins) * np.einsum("ij,ij->i", dh, dh)
+        return deep_pair_curvature(self.model, self.batcher, pairs, self.device)
+
+    def spectrum(self, pairs: Sequence[PreferencePair], k: int = 10) -> SpectrumSummary:
+        """Top-k, trace (Lanczos + Hutch++ on the BT Gauss-Newton operator) on a seeded subsample of pairs."""
+        if not pairs:
+            raise ValueError("need at least one pair to compute curvature")
+        n = min(len(pairs), self.config.curvature_pairs)
+        pick = np.sort(np.random.default_rng(self.config.seed).choice(len(pairs), n, replace=False))
+        subset = [pairs[i] for i in pick]
+        if self.config.curvature_params == "head":
+            margins, dh = self.head_deltas(subset)
+            return head_spectrum(dh, margins, k, total_pairs=len(pairs), seed=self.config.seed)
+        return deep_spectrum(self.model, self.batcher, subset, self.device, k, len(pairs), self.config.seed)
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No load reports or progress bars from transformers inside a Step's own progress display."""
+    verbosity = transformers.logging.get_verbosity()
+    bars = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+
+
+def _shard(batches: list[np.ndarray], processes: int, rank: int) -> list[np.ndarray]:
+    """This process's batches; with several processes the list is padded by repetition to a multiple of
+    their number (as DistributedSampler does) so every process takes the same number of steps."""
+    if processes == 1:
+        return batches
+    short = (-len(batches)) % processes
+    padded = batches + batches[:short]
+    return padded[rank::processes]
+
+
+def _linear_schedule(optimizer: torch.optim.Optimizer, steps: int, warmup_fraction: float):
+    """Linear warm-up over the first share of steps, then linear decay to zero (Trainer's default shape)."""
+    warmup = int(steps * warmup_fraction)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (steps - step) / max(1, steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

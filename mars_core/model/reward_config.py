@@ -1,0 +1,86 @@
+"""Which reward model a run trains, and how the fine-tuned transformer is trained.
+
+One frozen dataclass (a section of RunConfig): ``kind`` picks the linear head on frozen MiniLM
+features (the theorem's exact setting; its knobs are TrainConfig) or a fine-tuned
+AutoModelForSequenceClassification with one output (the paper's setting; every other field here).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+REWARD_MODEL_KINDS = ("linear", "finetune")
+PRECISIONS = ("auto", "no", "bf16", "fp16")
+CURVATURE_PARAMS = ("head", "last_block")
+
+
+@dataclass(frozen=True)
+class RewardModelConfig:
+    """The reward model of a run: linear head or fine-tuned transformer (and the latter's training)."""
+
+    kind: str = field(default="linear", metadata={
+        "help": "linear: a BT head on frozen MiniLM features; finetune: train a transformer end to end",
+        "flag": "--reward-model", "choices": REWARD_MODEL_KINDS, "form": True})
+    base: str = field(default="packaged:minilm", metadata={
+        "help": "finetune: start checkpoint (packaged:minilm, a local path such as a TRL RewardTrainer output, "
+                "or a hub id)", "flag": "--base", "form": True})
+    max_length: int = field(default=128, metadata={
+        "help": "finetune: tokens per (prompt, response); the prompt is cut from the left so the response's "
+                "tail survives", "flag": "--max-length"})
+    learning_rate: float = field(default=5e-5, metadata={"help": "finetune: AdamW learning rate", "flag": "--lr"})
+    weight_decay: float = field(default=0.0, metadata={"help": "finetune: AdamW decoupled weight decay"})
+    warmup_fraction: float = field(default=0.1, metadata={
+        "help": "finetune: share of each fit's optimiser steps with linear warm-up (then linear decay to 0)"})
+    epochs_per_step: int = field(default=1, metadata={
+        "help": "finetune: passes over the training pairs per fit (one fit per Step)", "flag": "--train-epochs"})
+    batch_size: int = field(default=16, metadata={
+        "help": "finetune: pairs per micro-batch (chosen and rejected go in one forward pass)",
+        "flag": "--batch-size"})
+    grad_accum: int = field(default=1, metadata={
+        "help": "finetune: micro-batches per optimiser step", "flag": "--grad-accum", "form": False})
+    score_batch_size: int = field(default=128, metadata={
+        "help": "finetune: texts per inference batch when scoring", "flag": "--score-batch-size", "form": False})
+    warm_start: bool = field(default=True, metadata={
+        "help": "finetune: continue from the previous epoch's weights (else restart from --base each Step)"})
+    seed: int = field(default=0, metadata={
+        "help": "finetune: seed for the new head, dropout and batch order (the run's --seed)", "flag": "--seed"})
+    precision: str = field(default="auto", metadata={
+        "help": "finetune: autocast dtype; auto = bf16 on a GPU that has it, else fp16 on GPU, none on CPU",
+        "flag": "--precision", "form": False, "choices": PRECISIONS})
+    gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "finetune: recompute activations in the backward pass (less memory, ~30% slower)",
+        "flag": "--gradient-checkpointing", "form": False})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "finetune: allow a --base model's own Python code to run (off unless you trust it)",
+        "flag": "--trust-remote-code", "form": False})
+    curvature_params: str = field(default="head", metadata={
+        "help": "finetune: parameters whose curvature is measured: head (the score layer; exact per pair, "
+                "cheap) or last_block (head + last transformer block + pooler; per-pair backward, costly)",
+        "flag": "--curvature-params", "form": False, "choices": CURVATURE_PARAMS})
+    curvature_pairs: int = field(default=256, metadata={
+        "help": "finetune: pairs sub-sampled (seeded) for the Hessian spectrum; the method string says so"})
+    device: str | None = field(default=None, metadata={
+        "help": "finetune: cpu or cuda; None lets accelerate pick (the GPU of this process when present)"})
+
+    def __post_init__(self) -> None:
+        if self.kind not in REWARD_MODEL_KINDS:
+            raise ValueError(f"reward model kind must be one of {', '.join(REWARD_MODEL_KINDS)}, got {self.kind!r}")
+        if not self.base or not self.base.strip():
+            raise ValueError("base model is empty: use packaged:minilm, a local path or a hub id")
+        if self.max_length < 8:
+            raise ValueError(f"max_length must be at least 8 tokens, got {self.max_length}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning rate must be > 0, got {self.learning_rate}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if not 0.0 <= self.warmup_fraction < 1.0:
+            raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
+        for name in ("epochs_per_step", "batch_size", "grad_accum", "score_batch_size", "curvature_pairs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if self.curvature_params not in CURVATURE_PARAMS:
+            raise ValueError(
+                f"curvature_params must be one of {', '.join(CURVATURE_PARAMS)}, got {self.curvature_params!r}")

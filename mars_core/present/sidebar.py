@@ -1,0 +1,206 @@
+"""The sidebar every page shares: run picker, the run's status, Step / Run N, its lock, delete, New run.
+
+A Step runs in a background thread (mars_core.run.stepper), one per run per server process, so
+navigating between pages never cancels an epoch; the session that started it follows its progress
+after the page is drawn (`poll_step_job`) and reruns when it is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import streamlit as st
+
+from mars_core.present.app_shell import (
+    current_run_id,
+    db_path,
+    get_store,
+    process_lock,
+    select_run,
+    session_id,
+)
+from mars_core.present.run_form import ensure_models, new_run_form
+from mars_core.present.safe_markdown import escape_markdown
+from mars_core.present.views import run_label
+from mars_core.run.demos import TEXT_DEMO_NAME, demo_configs
+from mars_core.run.refine import RefinementRun
+from mars_core.run.status import RunStatus
+from mars_core.run.stepper import StepJob, StepJobs
+from mars_core.run.store import Store, StoreError
+
+log = logging.getLogger(__name__)
+
+
+@st.cache_resource(show_spinner=False)
+def step_jobs() -> StepJobs:
+    """This server process's step jobs (shared by every session)."""
+    return StepJobs()
+
+
+def ensure_demo_runs() -> None:
+    """On an empty store, build the demo runs once (not per rerun, not per tab) and select the text run."""
+    path = db_path()
+    if st.session_state.get("_demo_checked") == path:
+        return
+    store = get_store()
+    with process_lock(f"bootstrap:{path}"):
+        if not store.list_runs():
+            created: dict[str, int] = {}
+            with st.spinner("First launch: building the demo runs (loads the sentence encoder and the "
+                            "paraphraser, trains epoch 0). This happens once."):
+                for name, config in demo_configs():
+                    try:
+                        ensure_models(config)
+                        created[name] = RefinementRun.create(store, config, name=name).run_id
+                    except Exception as exc:  # the other demo can still be built
+                        log.exception("could not build demo run %s", name)
+                        st.error(escape_markdown(f"Could not build the demo run '{name}': {type(exc).__name__}: {exc}"))
+            if created:
+                select_run(created.get(TEXT_DEMO_NAME, next(iter(created.values()))))
+    st.session_state["_demo_checked"] = path
+
+
+def sidebar() -> int | None:
+    """The shared sidebar; returns the selected run id (None when the store holds no runs)."""
+    ensure_demo_runs()
+    store = get_store()
+    run_id = current_run_id()
+    with st.sidebar:
+        st.markdown("**MARS Explorer**")
+        runs = store.list_runs()
+        if runs:
+            labels = {r.id: run_label(r.id, r.name, r.config) for r in runs}
+            if st.session_state.get("_run_picker") != run_id:
+                st.session_state["_run_picker"] = run_id
+            st.selectbox("Run", list(labels), format_func=lambda i: labels[i], key="_run_picker",
+                         on_change=lambda: select_run(st.session_state["_run_picker"]))
+            _run_panel(store, run_id)
+        else:
+            st.info("No runs yet: create one below or on the Data page.")
+        new_run_form()
+    return run_id
+
+
+def _run_panel(store: Store, run_id: int) -> None:
+    status = RunStatus.read(store, run_id)
+    cfg = status.config
+    job = step_jobs().get(store, run_id)
+    a = cfg.allocation
+    tau = f", τ = {a.tau:g} ({a.tau_scale}), m = {'|Δ|' if a.margin_mode == 'abs' else 'Δ'}" if a.strategy in (
+        "mars", "won") else ""
+    folds = cfg.refine.cross_fit_folds
+    st.caption(f"{a.strategy}{tau} · margins {'cross-fitted ' + str(folds) + '-fold' if folds >= 2 else 'in-sample'}"
+               f" · review policy **{cfg.refine.review_policy}**")
+    c1, c2 = st.columns(2)
+    c1.metric("Epoch", f"{max(status.epoch, 0)} / {cfg.refine.epochs}")
+    c2.metric("Budget left", f"{status.budget_left}", help=f"{status.budget_spent} of "
+              f"{cfg.refine.budget_total} paraphrase generations spent")
+    stop = status.stop_reason
+    if stop:
+        st.info(escape_markdown(f"Finished: {stop}."))
+    busy = job is not None and job.running
+    if busy and job.session != session_id():
+        st.warning(f"Another tab is stepping this run ({job.label()}).")
+    c1, c2 = st.columns([1, 1])
+    step = c1.button("Step", key="step", type="primary", disabled=bool(stop) or busy,
+                     help="Advance one epoch: score, allocate, paraphrase, filter, cross pairs, retrain, evaluate")
+    n = c2.number_input("epochs", min_value=1, max_value=50, value=3, key="run_n", label_visibility="collapsed")
+    run_n = st.button(f"Run {int(n)} epochs", key="run_n_button", disabled=bool(stop) or busy)
+    st.session_state["_step_box"] = st.empty()
+    if step or run_n:
+        job = _start_steps(store, run_id, 1 if step else int(n))
+        if job is not None:
+            st.session_state["_awaiting_step"] = True
+            st.session_state["_step_box"].progress(0.0, text=job.label())
+            busy = True
+    _last_job_report(job)
+    _lock_panel(store, run_id)
+    _delete_panel(store, run_id, busy)
+
+
+def _start_steps(store: Store, run_id: int, epochs: int) -> StepJob | None:
+    ensure_models(RunStatus.read(store, run_id).config)
+    job = step_jobs().start(store, run_id, epochs, session_id())
+    if job is None:
+        st.warning("This run is already being stepped (in this or another tab); wait for that epoch.")
+    return job
+
+
+def poll_step_job() -> None:
+    """Called after every page: follow this session's step to its end, then rerun so the page shows it."""
+    if not st.session_state.get("_awaiting_step"):
+        return
+    run_id = st.session_state.get("run_id")
+    job = step_jobs().get(get_store(), run_id) if run_id is not None else None
+    box = st.session_state.get("_step_box")
+    if job is None or job.session != session_id():
+        st.session_state["_awaiting_step"] = False
+        return
+    if job.running and box is not None:
+        with box.container(), st.status(job.label(), expanded=True) as status:
+            bar = st.progress(job.fraction(), text=job.label())
+            while job.running:
+                bar.progress(job.fraction(), text=job.label())
+                status.update(label=job.label())
+                time.sleep(0.3)
+    elif job.running:
+        job.thread.join()
+    st.session_state["_awaiting_step"] = False
+    st.rerun()
+
+
+def _last_job_report(job: StepJob | None) -> None:
+    if job is None or job.running or job.session != session_id():
+        return
+    if job.error:
+        st.error(escape_markdown(f"The step failed: {job.error}"))
+    if job.warning:
+        st.warning(escape_markdown(job.warning))
+    if job.message:
+        st.info(escape_markdown(job.message))
+    if job.outcomes:
+        last = job.outcomes[-1]
+        seconds = sum(sum(o.stage_seconds.values()) for o in job.outcomes)
+        with st.status(f"Epoch {last.epoch} done ({seconds:.1f} s)", state="complete", expanded=False):
+            for outcome in job.outcomes:
+                parts = ", ".join(f"{k} {v:.2f}s" for k, v in outcome.stage_seconds.items())
+                st.caption(f"epoch {outcome.epoch}: {parts}")
+
+
+def _lock_panel(store: Store, run_id: int) -> None:
+    """A lock nobody live holds: say whose it is (the store's one rule, run/locks.py) and offer to clear it."""
+    lock = store.step_lock(run_id)
+    if lock is None or lock.alive:
+        return
+    st.warning(escape_markdown(f"Step lock: {lock.describe()}."))
+    if st.button("Clear the step lock", key="clear_lock"):
+        store.release_step_lock(run_id, lock.owner)
+        st.rerun()
+
+
+def _delete_panel(store: Store, run_id: int, busy: bool) -> None:
+    """Delete the selected run, after a confirmation naming it."""
+    asked = st.session_state.get("_delete_asked") == run_id
+    if not asked:
+        if st.button("Delete this run…", key="delete_run", disabled=busy):
+            st.session_state["_delete_asked"] = run_id
+            st.rerun()
+        return
+    name = store.get_run(run_id).name
+    st.warning(escape_markdown(f"Delete run #{run_id} ({name}) with all its epochs, pairs and reviews? "
+                               "This cannot be undone."))
+    c1, c2 = st.columns(2)
+    if c1.button("Yes, delete", key="delete_confirm", type="primary", disabled=busy):
+        st.session_state.pop("_delete_asked", None)
+        try:
+            store.delete_run(run_id)
+        except StoreError as exc:
+            st.error(escape_markdown(str(exc)))
+            return
+        select_run(None)
+        st.rerun()
+    if c2.button("Cancel", key="delete_cancel"):
+        st.session_state.pop("_delete_asked", None)
+        st.rerun()
+

@@ -1,0 +1,348 @@
+"""Compare allocation strategies at equal budget over seeds: one stored run per (strategy, seed, sweep point).
+
+Fairness and cost: every run of a comparison lives in one store (``DIR/runs.db``), so encoded features and LM
+generations are cached once and shared; at one seed every strategy trains on the same split (the seed varies the
+split, the demo draw and the selection seed together), starts from the same epoch-0 model and asks the
+paraphraser with the same seeds, so where two strategies pick the same response they get the same paraphrases.
+Resumable: a run's result is written to ``DIR/results/<run>.json`` only when the run is whole; a killed
+comparison skips finished runs, resumes a half-done run from its last whole epoch (the store's guarantee) and
+redoes nothing else. Aggregation and the report are in ``compare_results``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mars_core.analysis.best_of_n import CandidateSets, best_of_n, text_candidates, toy_candidates
+from mars_core.run.compare_results import Comparison, summarize, write_summary
+from mars_core.run.components import build_components
+from mars_core.run.config import RunConfig, with_overrides
+from mars_core.run.refine import RefinementRun
+from mars_core.run.sources import load_source
+from mars_core.run.store import Store
+
+Progress = Callable[..., None]  # progress(stage, done, total, detail="")
+
+# Each strategy name is a set of config changes on top of the comparison's base config.
+STRATEGY_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
+    "none": {"allocation": {"strategy": "none"}},
+    "uniform": {"allocation": {"strategy": "uniform"}},
+    "won": {"allocation": {"strategy": "won"}},
+    "mars": {"allocation": {"strategy": "mars"}},
+    "mars-signed": {"allocation": {"strategy": "mars", "margin_mode": "signed"}},
+    "mars-std": {"allocation": {"strategy": "mars", "tau_scale": "std"}},
+    "mars-semantic": {"allocation": {"strategy": "mars"}, "semantic": {"enabled": True}},
+}
+DEFAULT_STRATEGIES = ("none", "uniform", "won", "mars")
+
+# sweep name -> (what the value means, default values)
+SWEEPS: dict[str, tuple[str, tuple[Any, ...]]] = {
+    "none": ("", ()),
+    "budget": ("budget_fraction", (0.1, 0.3, 1.0)),
+    "noise": ("noise", (0.0, 0.1, 0.2)),
+    "tau": ("tau", (0.25, 1.0, 4.0)),
+    "margin-mode": ("margin_mode", ("abs", "signed")),
+    "tau-scale": ("tau_scale", ("raw", "std")),
+}
+_USES_BUDGET = {"uniform", "won", "mars", "mars-signed", "mars-std", "mars-semantic"}
+_USES_TAU = _USES_BUDGET - {"uniform"}
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    """A comparison: a base run config, the strategies, how many seeds, and at most one sweep."""
+
+    base: RunConfig = field(default_factory=RunConfig)
+    strategies: tuple[str, ...] = field(default=DEFAULT_STRATEGIES, metadata={
+        "help": f"comma-separated: {', '.join(STRATEGY_SETTINGS)}"})
+    seeds: int = field(default=5, metadata={"help": "seeds per strategy; each seed varies split, data and selection"})
+    first_seed: int = field(default=0, metadata={"help": "seeds are first_seed, first_seed + 1, ..."})
+    sweep: str = field(default="none", metadata={"help": f"one of {', '.join(SWEEPS)}"})
+    sweep_values: tuple[Any, ...] = field(default=(), metadata={"help": "values of the swept setting"})
+    train_pairs: int | None = field(default=None, metadata={
+        "help": "data files: train on this many pairs per seed and hold out all the others"})
+    best_of_n: int = field(default=8, metadata={"help": "Best-of-N candidates per prompt on the gold suites; 0: off"})
+
+    def __post_init__(self) -> None:
+        unknown = [s for s in self.strategies if s not in STRATEGY_SETTINGS]
+        if unknown or not self.strategies:
+            raise ValueError(f"unknown strategies {unknown or '(none given)'}; choose from {', '.join(STRATEGY_SETTINGS)}")
+        if len(set(self.strategies)) != len(self.strategies):
+            raise ValueError(f"a strategy is listed twice: {', '.join(self.strategies)}")
+        if self.seeds < 1 or self.first_seed < 0:
+            raise ValueError(f"seeds must be ≥ 1 and first_seed ≥ 0, got {self.seeds} and {self.first_seed}")
+        if self.sweep not in SWEEPS:
+            raise ValueError(f"unknown sweep {self.sweep!r}; choose from {', '.join(SWEEPS)}")
+        if self.sweep == "noise" and not self.base.data.source.startswith("demo:"):
+            raise ValueError("a label-noise sweep needs a demo suite (--data demo or toy): a file has no gold "
+                             "labels to tell a flipped label from a real disagreement")
+        if self.best_of_n == 1 or self.best_of_n < 0:
+            raise ValueError(f"best_of_n must be 0 (off) or ≥ 2, got {self.best_of_n}")
+        if self.train_pairs is not None and self.train_pairs < 4:
+            raise ValueError(f"train_pairs must be at least 4, got {self.train_pairs}")
+
+    @property
+    def values(self) -> tuple[Any, ...]:
+        """The sweep's points (one point, None, without a sweep)."""
+        if self.sweep == "none":
+            return (None,)
+        return tuple(self.sweep_values) or SWEEPS[self.sweep][1]
+
+    def seed_list(self) -> list[int]:
+        return list(range(self.first_seed, self.first_seed + self.seeds))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "base"}
+        d["base"] = self.base.to_dict()
+        d["strategies"], d["sweep_values"] = list(self.strategies), list(self.values if self.sweep != "none" else ())
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CompareSpec:
+        rest = {k: v for k, v in d.items() if k != "base"}
+        rest["strategies"], rest["sweep_values"] = tuple(rest["strategies"]), tuple(rest.get("sweep_values", ()))
+        return cls(base=RunConfig.from_dict(d["base"]), **rest)
+
+
+@dataclass(frozen=True)
+class RunKey:
+    """What makes a run of a comparison: strategy, seed and the resolved settings that matter to it.
+
+    Settings a strategy ignores are left out (``none`` has no budget, ``uniform`` no τ), so a sweep point where
+    two configurations coincide reuses one run instead of running it twice.
+    """
+
+    strategy: str
+    seed: int
+    params: tuple[tuple[str, Any], ...]
+
+    @property
+    def name(self) -> str:
+        return f"compare {self.strategy} seed={self.seed} " + " ".join(f"{k}={v}" for k, v in self.params)
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.=-]+", "_", self.name.removeprefix("compare ")).strip("_")
+
+
+def run_key(spec: CompareSpec, strategy: str, seed: int, value: Any) -> RunKey:
+    alloc = {**dataclasses.asdict(spec.base.allocation), **STRATEGY_SETTINGS[strategy].get("allocation", {})}
+    params: dict[str, Any] = {"noise": spec.base.data.noise}
+    if strategy in _USES_BUDGET:
+        params["budget"] = spec.base.refine.budget_per_epoch
+    if strategy in _USES_TAU:
+        params.update(tau=alloc["tau"], margin_mode=alloc["margin_mode"], tau_scale=alloc["tau_scale"])
+    if spec.sweep == "budget" and "budget" in params:
+        params["budget"] = max(1, int(round(float(value) * spec.base.refine.budget_per_epoch)))
+    elif spec.sweep == "noise":
+        params["noise"] = float(value)
+    elif spec.sweep in ("tau", "margin-mode", "tau-scale") and strategy in _USES_TAU:
+        name = SWEEPS[spec.sweep][0]
+        params[name] = float(value) if name == "tau" else str(value)
+    return RunKey(strategy, seed, tuple(sorted(params.items())))
+
+
+def plan(spec: CompareSpec) -> list[tuple[Any, RunKey]]:
+    """(sweep value, run key) in the order they run: seed by seed, so a partial comparison has whole seeds.
+
+    A key shared by several sweep points appears once per point but runs once.
+    """
+    return [(value, run_key(spec, strategy, seed, value))
+            for seed in spec.seed_list() for value in spec.values for strategy in spec.strategies]
+
+
+def run_config(spec: CompareSpec, key: RunKey) -> RunConfig:
+    """The full config of one run: base, then the strategy's settings, then the key's resolved values."""
+    params = dict(key.params)
+    sections = {name: dict(changes) for name, changes in STRATEGY_SETTINGS[key.strategy].items()}
+    alloc = sections.setdefault("allocation", {})
+    for name in ("tau", "margin_mode", "tau_scale"):
+        if name in params:
+            alloc[name] = params[name]
+    data = {"seed": key.seed, "noise": params["noise"]}
+    if spec.train_pairs is not None:
+        data["test_fraction"] = _train_fraction_to_test(spec)
+    refine = {"seed": key.seed}
+    if "budget" in params:
+        refine["budget_per_epoch"] = params["budget"]
+    return with_overrides(spec.base, data=data, refine=refine, **sections)
+
+
+_FILE_SIZES: dict[str, int] = {}  # data config (JSON) -> pairs in the file, so each file is counted once
+
+
+def _train_fraction_to_test(spec: CompareSpec) -> float:
+    data = spec.base.data
+    if data.test_source is not None:
+        raise ValueError("--train-pairs splits one file; with --test-data use --pairs to size the training file")
+    memo = json.dumps(dataclasses.asdict(data), sort_keys=True)
+    if memo not in _FILE_SIZES:
+        source = load_source(data)
+        _FILE_SIZES[memo] = len(source.train) + len(source.test)
+    n = _FILE_SIZES[memo]
+    if not spec.train_pairs or spec.train_pairs >= n:
+        raise ValueError(f"--train-pairs {spec.train_pairs} must be below the {n} pairs of {data.source}")
+    return 1.0 - spec.train_pairs / n
+
+
+# ------------------------------------------------------------------------------------------- running
+def run_comparison(spec: CompareSpec, out_dir: str | Path, progress: Progress | None = None) -> Comparison:
+    """Run (or continue) every run the spec asks for, then write its summary (DIR/comparison[-SWEEP].json, CSVs)."""
+    out = Path(out_dir)
+    (out / "results").mkdir(parents=True, exist_ok=True)
+    spec = _spec_for(out, spec)
+    notify = progress or _quiet
+    store = Store(out / "runs.db")
+    keys = list(dict.fromkeys(key for _, key in plan(spec)))
+    started = time.perf_counter()
+    for i, key in enumerate(keys):
+        notify("runs", i, len(keys), key.name.removeprefix("compare "))
+        if not result_path(out, key).exists():
+            execute_run(store, spec, key, out, progress)
+    notify("runs", len(keys), len(keys), "done")
+    comparison = summarize(spec.to_dict(), [(value, load_result(out, key)) for value, key in plan(spec)])
+    comparison.extra["wall_seconds_this_call"] = round(time.perf_counter() - started, 2)
+    comparison.extra["lm_generations_computed"] = store_generation_count(store)
+    comparison.extra["summary_file"] = str(write_summary(out, comparison))
+    return comparison
+
+
+def _spec_for(out: Path, spec: CompareSpec) -> CompareSpec:
+    """Write DIR/spec.json on first use; later calls must agree on everything but strategies, seeds and sweeps.
+
+    Settings are compared where both sides have them: a field added to the config since the folder was made
+    (with its default) does not block continuing; a changed value does, and the error names it.
+    """
+    path = out / "spec.json"
+    if path.exists():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        new = json.loads(json.dumps(spec.to_dict()))
+        differ = [name for name in ("train_pairs", "best_of_n") if stored.get(name) != new[name]]
+        differ += _differences(stored.get("base", {}), new["base"], "base")
+        if differ:
+            raise ValueError(f"{out} holds a comparison with other settings ({', '.join(differ)} differ); "
+                             "use another --out, or the same settings to continue it")
+    else:
+        _atomic_write(path, json.dumps(spec.to_dict(), indent=1))
+    return spec
+
+
+def _differences(old: Any, new: Any, where: str) -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for key in old.keys() & new.keys() for d in _differences(old[key], new[key], f"{where}.{key}")]
+    return [] if old == new else [where]
+
+
+def result_path(out: Path, key: RunKey) -> Path:
+    return out / "results" / f"{key.slug}.json"
+
+
+def load_result(out: Path, key: RunKey) -> dict[str, Any]:
+    return json.loads(result_path(out, key).read_text(encoding="utf-8"))
+
+
+def execute_run(store: Store, spec: CompareSpec, key: RunKey, out: Path, progress: Progress | None = None) -> dict:
+    """Create (or resume) one run, step it until its stop rule fires, score it and write its result file."""
+    config = run_config(spec, key)
+    started = time.perf_counter()
+    components = build_components(config, store)
+    existing = [r.id for r in store.list_runs() if r.name == key.name and store.last_epoch(r.id) is not None]
+    earlier = 0.0  # seconds of the epochs a killed call already committed (a resumed run's time counts whole)
+    if existing:
+        run = RefinementRun.open(store, existing[-1], components)
+        earlier = sum(float(row.get("seconds") or 0.0) for row in store.epoch_table(run.run_id))
+    else:
+        run = RefinementRun.create(store, config, name=key.name, components=components, progress=progress)
+    while run.stop_reason() is None:
+        run.step(progress=progress)
+    result = run_result(store, run, spec, key)
+    result["wall_seconds"] = round(time.perf_counter() - started + earlier, 3)
+    _atomic_write(result_path(out, key), json.dumps(result))
+    return result
+
+
+def run_result(store: Store, run: RefinementRun, spec: CompareSpec, key: RunKey) -> dict[str, Any]:
+    """Everything the report needs about one finished run, with per-test-pair margins for paired bootstraps."""
+    table = store.epoch_table(run.run_id)
+    last = table[-1]
+    metrics, curvature = last["metrics"], last["curvature"] or {}
+    test = {p.id: p for p in store.get_pairs(run.run_id, split="test")}
+    rows = store.margin_rows(run.run_id, run.epoch, "test")
+    later = table[1:]
+    n_train = len(store.get_pairs(run.run_id, split="train", synthetic=False))
+    top = curvature.get("top_k") or [float("nan")]
+    result: dict[str, Any] = {
+        "run_id": run.run_id, "strategy": key.strategy, "seed": key.seed, "params": dict(key.params),
+        "epochs": run.epoch,
+        "metrics": {
+            "test_accuracy": metrics.get("test_accuracy"), "test_snr": metrics.get("test_snr"),
+            "test_gold_accuracy": metrics.get("test_gold_accuracy"), "test_ece": metrics.get("test_ece"),
+            "hessian_trace": curvature.get("trace"), "top_eigenvalue": top[0],
+            "synthetic_pairs": int(metrics.get("pairs_trained", n_train)) - n_train,
+            "lm_generations": sum(int(r["metrics"].get("paraphrases_generated", 0)) for r in later),
+            "budget_units": sum(int(r["allocation"].get("total", 0)) for r in later),
+            "paraphrases_kept": sum(int(r["metrics"].get("paraphrases_kept", 0)) for r in later),
+            "added_curvature": _mean_of([r["metrics"].get("added_curvature") for r in later]),
+            "epoch0_test_accuracy": table[0]["metrics"].get("test_accuracy"),
+            "seconds": round(sum(float(r.get("seconds") or 0.0) for r in table), 3),
+        },
+        "test_ids": [r["pair_id"] for r in rows],
+        "test_margins": [float(r["margin"]) for r in rows],
+        "test_gold": [test[r["pair_id"]].gold_margin for r in rows],
+        "n_train": n_train,
+    }
+    candidates = bon_candidates(spec, key.seed)
+    if candidates is not None:
+        prompts, responses = candidates.flat()
+        rewards = np.asarray(run.components.model.rewards(prompts, responses), dtype=float).reshape(candidates.shape())
+        outcome = best_of_n(rewards, candidates.gold)
+        result["bon_picked_gold"] = outcome.picked_gold.tolist()
+        result["bon_best_gold"] = outcome.best_gold.tolist()
+        result["metrics"]["bon_match_rate"] = outcome.match_rate
+        result["metrics"]["bon_regret"] = outcome.regret
+    return result
+
+
+def bon_candidates(spec: CompareSpec, seed: int) -> CandidateSets | None:
+    """The seed's Best-of-N candidates (the same for every strategy at that seed); None without a gold reward."""
+    if spec.best_of_n == 0:
+        return None
+    if spec.base.data.source == "demo:text":
+        return text_candidates(spec.best_of_n, seed)
+    if spec.base.data.source == "demo:toy":
+        return toy_candidates(spec.best_of_n, seed=seed)
+    return None
+
+
+def store_generation_count(store: Store) -> int | None:
+    """Distinct cached LM generation calls in the store: the LM work actually done, shared by all runs."""
+    try:
+        with store._connect() as con:  # noqa: SLF001 - a count the store has no method for
+            return int(con.execute("SELECT COUNT(*) FROM generation_cache").fetchone()[0])
+    except Exception:  # an older or different store schema: the count is informative, not essential
+        return None
+
+
+def _mean_of(values: list[Any]) -> float | None:
+    finite = [float(v) for v in values if v is not None and np.isfinite(v)]
+    return float(np.mean(finite)) if finite else None
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _quiet(stage: str, done: int, total: int, detail: str = "") -> None:
+    return None

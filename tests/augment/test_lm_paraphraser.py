@@ -1,0 +1,162 @@
+"""The in-process paraphraser on the real packaged SmolLM2 model (loaded once per session).
+
+What these prove: our decoding loop writes what transformers' own generate writes (greedy); row k of
+a text is the same whichever batch computes it; the cache serves rows; and no LM work is thrown away:
+a paraphraser slowed down on purpose returns the same rows (limits scale with the work), and a batch
+stopped by its limit keeps every row it finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+import torch
+
+from mars_core.augment.lm_paraphraser import LMParaphraser
+from mars_core.augment.paraphraser import ParaphraseConfig, Paraphraser
+from mars_core.augment.serve_openai import lm_backend
+
+pytestmark = pytest.mark.slow
+
+RESPONSES = [
+    "I'm sorry, but I can't help with that request.",
+    "The Great Wall of China is over 13,000 miles long and was built to protect Chinese states from invasions.",
+    "To boil an egg, put it in cold water, bring it to a boil, and let it simmer for about nine minutes.",
+    "No, dogs should not eat chocolate. It contains theobromine, which is toxic to them.",
+]
+SMALL = ParaphraseConfig(max_new_tokens=40, batch_size=4)
+
+
+class DictCache:
+    def __init__(self) -> None:
+        self.data: dict[str, list[str]] = {}
+
+    def get(self, key: str) -> list[str] | None:
+        return self.data.get(key)
+
+    def put(self, key: str, texts: list[str]) -> None:
+        self.data[key] = list(texts)
+
+
+class SlowLMParaphraser(LMParaphraser):
+    """The real paraphraser with a delay after every decoding step: a machine under load."""
+
+    delay_s = 0.0
+    steps = 0
+
+    def _after_step(self) -> None:
+        self.steps += 1
+        time.sleep(self.delay_s)
+
+
+@pytest.fixture(scope="session")
+def slow_paraphraser() -> SlowLMParaphraser:
+    return SlowLMParaphraser(SMALL)
+
+
+@pytest.fixture
+def paraphraser(slow_paraphraser: SlowLMParaphraser):
+    """The session's model with its settings restored after each test."""
+    slow_paraphraser.delay_s, slow_paraphraser.cache = 0.0, None
+    yield slow_paraphraser
+    slow_paraphraser.config, slow_paraphraser.delay_s, slow_paraphraser.cache = SMALL, 0.0, None
+
+
+def test_real_paraphrases_are_nonempty_and_close_to_their_sources(paraphraser, text_encoder):
+    assert isinstance(paraphraser, Paraphraser)
+    got = paraphraser.paraphrase(RESPONSES, 2, seed=0)
+    assert got.generations == 8 and not got.failures and got.tokens > 0
+    flat = [(src, t) for src, outs in zip(RESPONSES, got.texts) for t in outs if t]
+    assert len(flat) >= 6
+    cosine = text_encoder.cosine([s for s, _ in flat], [t for _, t in flat])
+    assert cosine.mean() > 0.6, [t for _, t in flat]
+
+
+def test_greedy_rows_equal_transformers_generate(paraphraser):
+    paraphraser.config = dataclasses.replace(SMALL, temperature=0.0)
+    ours = paraphraser.paraphrase(RESPONSES[:2], 1, seed=0)
+    for text, (row,) in zip(RESPONSES[:2], ours.texts):
+        ids = paraphraser.prompt_ids(text, paraphraser.instruction)
+        budget = SMALL.new_token_budget(len(paraphraser.tokenizer(text)["input_ids"]))
+        with torch.inference_mode():
+            out = paraphraser.model.generate(torch.tensor([ids]), max_new_tokens=budget, do_sample=False,
+                                             eos_token_id=paraphraser._eos_ids, pad_token_id=paraphraser._pad_id)
+        reference = paraphraser.tokenizer.decode(out[0, len(ids):], skip_special_tokens=True).strip()
+        assert row and row in reference  # extraction may only have cut a preamble or an unfinished sentence
+
+
+def test_row_k_is_the_same_whichever_batch_computes_it(paraphraser):
+    together = paraphraser.paraphrase(RESPONSES, 3, seed=5)
+    alone = paraphraser.paraphrase(RESPONSES[2:3], 2, seed=5, first=1)
+    reordered = paraphraser.paraphrase(RESPONSES[::-1], 3, seed=5)
+    assert alone.texts[0] == together.texts[2][1:]
+    assert reordered.texts[::-1] == together.texts
+    other_seed = paraphraser.paraphrase(RESPONSES, 3, seed=6)
+    assert other_seed.texts != together.texts
+
+
+def test_cached_rows_cost_no_tokens(paraphraser):
+    paraphraser.cache = DictCache()
+    first = paraphraser.paraphrase(RESPONSES[:2], 1, seed=7)
+    again = paraphraser.paraphrase(RESPONSES[:2], 1, seed=7)
+    assert again.texts == first.texts and again.tokens == 0 and again.cache_hits == 2
+    more = paraphraser.paraphrase(RESPONSES[:2], 1, seed=7, first=1)  # the next rows are new work
+    assert more.tokens > 0 and more.cache_hits == 0
+
+
+def test_another_instruction_goes_through_the_same_machinery(paraphraser):
+    got = paraphraser.paraphrase(RESPONSES[:1], 1, seed=0, instruction="Rewrite the text below more formally.")
+    plain = paraphraser.paraphrase(RESPONSES[:1], 1, seed=0)
+    assert got.generations == 1 and got.texts != plain.texts
+
+
+def test_under_load_a_step_gets_slower_never_emptier(paraphraser):
+    fast = paraphraser.paraphrase(RESPONSES, 1, seed=9)
+    paraphraser.delay_s, paraphraser.steps = 0.05, 0  # several times the model's own step time here
+    paraphraser.config = dataclasses.replace(SMALL, seconds_per_token=0.06)
+    started = time.perf_counter()
+    slow = paraphraser.paraphrase(RESPONSES, 1, seed=9)
+    assert time.perf_counter() - started >= paraphraser.steps * 0.05 > 0  # it really was slowed down
+    assert slow.texts == fast.texts and not slow.failures  # the limit scales with tokens: nothing is lost
+
+
+def test_a_batch_past_its_limit_keeps_the_rows_it_finished(paraphraser):
+    texts = ["Yes.", RESPONSES[1] + " " + RESPONSES[2]]  # one row ends in a few tokens, one needs many
+    paraphraser.config = dataclasses.replace(SMALL, temperature=0.0, max_new_tokens=80)
+    reference = paraphraser.paraphrase(texts, 1, seed=0)
+    assert reference.texts[1][0] and not reference.failures
+    paraphraser.delay_s = 0.2
+    paraphraser.config = dataclasses.replace(paraphraser.config, seconds_per_token=0.001)  # limit ~5 s
+    cut = paraphraser.paraphrase(texts, 1, seed=0)
+    assert cut.texts[0] == reference.texts[0], "the short row finished before the limit and is kept"
+    assert cut.texts[1] == [""] and len(cut.failures) == 1
+    assert cut.failures[0][0] == texts[1] and "time limit" in cut.failures[0][1]
+
+
+def test_a_failing_batch_loses_only_its_own_rows(paraphraser, monkeypatch):
+    paraphraser.config = dataclasses.replace(SMALL, batch_size=2)
+    real_decode = paraphraser._decode
+    calls = []
+
+    def decode(prompts, budgets, seeds, rows):  # noqa: ANN001, ANN202
+        calls.append(len(rows))
+        if len(calls) == 1:
+            raise RuntimeError("simulated out of memory")
+        return real_decode(prompts, budgets, seeds, rows)
+
+    monkeypatch.setattr(paraphraser, "_decode", decode)
+    got = paraphraser.paraphrase(RESPONSES, 1, seed=3)
+    assert calls == [2, 2]
+    assert sum(1 for outs in got.texts if outs == [""]) >= 2 and len(got.failures) == 2
+    assert all("simulated out of memory" in why for _, why in got.failures)
+    assert got.generations == 2
+
+
+def test_the_local_server_answers_with_the_packaged_model(paraphraser):
+    answer = lm_backend(paraphraser)({
+        "messages": [{"role": "user", "content": "Paraphrase: The sky is blue because air scatters blue light."}],
+        "max_tokens": 30, "seed": 1,
+    })
+    assert isinstance(answer, str) and answer.strip()

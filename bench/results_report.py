@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from mars_core.__main__ import main as cli  # noqa: E402
 from mars_core.present.results_markdown import claim_rows, experiment_section, not_winning_lines  # noqa: E402
-from mars_core.run.compare_results import load_comparison  # noqa: E402
+from mars_core.run.compare_results import load_comparison, load_run_results  # noqa: E402
 
 RESULTS = ROOT / "runs" / "results"
 HH = "../shared/data/hh_harmless_dev.jsonl"
@@ -102,6 +102,19 @@ def report(path: Path) -> None:
         "(`mars_core/analysis/bootstrap.py`; it errs wide, see there). *Smallest detectable* is the difference "
         "this comparison would have found with 80% power; anything smaller is invisible at this size.",
         "",
+        "How to read the columns. *Budget units*: the paper's B_t, counted as kept paraphrases "
+        "(`mars_core/augment/selection.py`); every augmenting strategy gets the same units, and *LM gens* says what "
+        "they cost in generations. *Synthetic pairs*: pairs the paraphrases added by crossing "
+        "(a pair given several units yields more pairs, so this differs between strategies at equal budget). "
+        "*test acc* is agreement with the data's labels; on the demo suites the labels are Bradley-Terry draws "
+        "(and, in the noise sweeps, flipped on the test side too), so *gold acc* (agreement with the known gold "
+        "reward) is the clean measure there. *Curvature of added pairs*: mean σ'(Δ)‖∇Δ‖² of the pairs a strategy "
+        "added, under the model that chose them. *s/run*: time a run actually spent; a run whose paraphrases were "
+        "already in the store's cache (generated for another strategy or sweep point at the same seed) spends "
+        "almost none on the LM, so compare cost through *LM gens*, not seconds. Best-of-N: each model picks one of N candidates per prompt of the "
+        "gold suite; nothing can beat gold's own pick, so the win rate against it is reported as the share of "
+        "prompts where the pick ties gold's best (*picks gold's best*) and the gold reward given up (*regret*).",
+        "",
         "## Verdicts on the paper's claims",
         "",
         "| claim | data | evidence (MARS − baseline, 95% CI) | verdict |",
@@ -124,9 +137,38 @@ def report(path: Path) -> None:
     lines += resolution_lines(stored.get("hh-linear"), BY_NAME["hh-linear"].command)
     for exp in EXPERIMENTS:
         lines += experiment_section(exp.title, exp.command, stored.get(exp.name))
+        if exp.name == "toy-tau":
+            lines += tau_note(stored.get(exp.name), exp.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {path}")
+
+
+def tau_note(comparison, folder: Path) -> list[str]:
+    """Say so when every τ gave MARS the very same runs (identical test margins at every seed)."""
+    if comparison is None:
+        return []
+    results = load_run_results(folder)
+    by_value: dict = {}
+    for row in comparison.runs:
+        if row["strategy"] == "mars" and row["run_id"] in results:
+            by_value.setdefault(row["sweep_value"], {})[row["seed"]] = results[row["run_id"]]["test_margins"]
+    groups: list[list] = []
+    for value in by_value:
+        for group in groups:
+            if by_value[group[0]] == by_value[value]:
+                group.append(value)
+                break
+        else:
+            groups.append([value])
+    tied = [g for g in groups if len(g) > 1]
+    if not tied:
+        return []
+    text = "; ".join("τ ∈ {" + ", ".join(f"{v:g}" for v in g) + "}" for g in tied)
+    return [f"On the toy, {text} gave MARS identical runs (identical test margins at every seed). The reason is in "
+            "the allocation, not the data: with a budget below one unit per pair, largest-remainder rounding gives "
+            "each pair 0 or 1 units, so MARS at any such τ picks the same B pairs (the smallest |Δ|); τ matters only "
+            "once it concentrates enough to give some pairs a second unit.", ""]
 
 
 def resolution_lines(comparison, command: str) -> list[str]:

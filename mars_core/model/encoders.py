@@ -148,10 +148,17 @@ class TextEncoder:
         The whole text is tokenised on purpose (to count and cut it), so transformers' "sequence
         length > maximum ... indexing errors" warning does not apply: this text never reaches the model.
         """
-        ids = self.tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+        encoded = self.tokenizer(text, add_special_tokens=False, verbose=False, return_offsets_mapping=True)
+        ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
         if len(ids) <= budget_tokens:
             return text
-        return self.tokenizer.decode(ids[-budget_tokens:])
+        # cut at a word's first piece, never inside a word ("##5" would re-tokenise past the budget), and
+        # slice the original text rather than decoding, so case and spacing survive
+        pieces = self.tokenizer.convert_ids_to_tokens(ids)
+        first = len(ids) - budget_tokens
+        while first < len(ids) and pieces[first].startswith("##"):
+            first += 1
+        return text[offsets[first][0]:] if first < len(ids) else ""
 
     def cosine(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
         """Row-wise cosine similarity of two equally long text lists."""

@@ -51,22 +51,28 @@ def _needed(diff: dict[str, Any]) -> str:
         return f" (observed difference 0; an effect of {mdd:.3f} would have been seen)"
     factor = (mdd / est) ** 2
     return (f" (observed {diff['estimate']:+.4f}, smallest detectable {mdd:.4f}: detecting it needs ≈ {factor:.1f}× "
-            f"the data, ≈ {math.ceil(factor * n):,} test-pair evaluations over {seeds} seeds now {n:,})")
+            f"the data, ≈ {math.ceil(factor * n):,} test-pair evaluations, now {n:,} over {seeds} seeds; more "
+            "seeds, not only more test pairs, since training subsets vary too)")
 
 
 def fmt_diff(diff: dict[str, Any] | None) -> str:
     if not diff or diff.get("estimate") is None:
         return "–"
+    values = [diff["estimate"], diff.get("ci_low"), diff.get("ci_high")]
+    scale = max(abs(v) for v in values if v is not None)
+    fmt = "{:+.4f}" if scale >= 0.001 or scale == 0 else "{:+.2e}"  # tiny quantities (eigenvalues) keep digits
     if diff.get("ci_low") is None:
-        return f"{diff['estimate'] + 0.0:+.4f}"
-    return f"{diff['estimate'] + 0.0:+.4f} [{diff['ci_low'] + 0.0:+.4f}, {diff['ci_high'] + 0.0:+.4f}]"
+        return fmt.format(diff["estimate"] + 0.0)
+    return f"{fmt.format(diff['estimate'] + 0.0)} [{fmt.format(diff['ci_low'] + 0.0)}, {fmt.format(diff['ci_high'] + 0.0)}]"
 
 
 def _pm(cell: dict[str, Any] | None, digits: int = 4) -> str:
     if not cell or cell.get("mean") is None:
         return "–"
-    std = cell.get("std")
-    return f"{cell['mean']:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{cell['mean']:.{digits}f}"
+    mean, std = cell["mean"], cell.get("std")
+    if digits >= 3 and 0 < abs(mean) < 10 ** -(digits - 1):  # tiny quantities (eigenvalues) keep their digits
+        return f"{mean:.3e} ± {std:.1e}" if std is not None else f"{mean:.3e}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if std is not None else f"{mean:.{digits}f}"
 
 
 def _diff(point: dict[str, Any], baseline: str, strategy: str, metric: str) -> dict[str, Any] | None:

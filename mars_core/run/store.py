@@ -8,14 +8,12 @@ outside this module writes SQL, which keeps a PostgreSQL backend a drop-in later
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,182 +21,24 @@ import numpy as np
 
 from mars_core.data.pairs import PreferencePair
 from mars_core.run import locks
+from mars_core.run.records import (
+    PARAPHRASE_STATUSES,
+    REVIEW_STATUSES,
+    EpochRecord,
+    MarginRow,
+    ParaphraseRecord,
+    ReviewConflict,
+    RunRecord,
+    StoreError,
+    pack_arrays,
+    to_json,
+    unpack_arrays,
+)
+from mars_core.run.store_schema import SCHEMA, SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
-REVIEW_STATUSES = ("pending", "accepted", "rejected", "edited")
-PARAPHRASE_STATUSES = (*REVIEW_STATUSES, "filtered")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    name TEXT NOT NULL,
-    config TEXT NOT NULL,
-    data_source TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    lock_owner TEXT,
-    lock_time REAL
-);
-CREATE TABLE IF NOT EXISTS pairs (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    pair_id TEXT NOT NULL,
-    split TEXT NOT NULL CHECK (split IN ('train', 'test')),
-    prompt TEXT NOT NULL,
-    chosen TEXT NOT NULL,
-    rejected TEXT NOT NULL,
-    source TEXT NOT NULL,
-    parent_id TEXT,
-    epoch_added INTEGER NOT NULL,
-    gold_margin REAL,
-    chosen_paraphrase_id TEXT,
-    rejected_paraphrase_id TEXT,
-    PRIMARY KEY (run_id, pair_id)
-);
-CREATE INDEX IF NOT EXISTS pairs_by_epoch ON pairs(run_id, epoch_added);
-CREATE TABLE IF NOT EXISTS paraphrases (
-    id TEXT NOT NULL,
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    pair_id TEXT NOT NULL,
-    side TEXT NOT NULL CHECK (side IN ('chosen', 'rejected')),
-    epoch INTEGER NOT NULL,
-    source_text TEXT NOT NULL,
-    text TEXT NOT NULL,
-    model TEXT NOT NULL,
-    similarity REAL,
-    verdicts TEXT NOT NULL,
-    status TEXT NOT NULL,
-    edited_text TEXT,
-    reviewer TEXT,
-    reviewed_at REAL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (run_id, id)
-);
-CREATE INDEX IF NOT EXISTS paraphrases_by_status ON paraphrases(run_id, status);
-CREATE TABLE IF NOT EXISTS review_log (
-    run_id INTEGER NOT NULL,
-    paraphrase_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    edited_text TEXT,
-    reviewer TEXT NOT NULL,
-    at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS epochs (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    epoch INTEGER NOT NULL,
-    metrics TEXT NOT NULL,
-    allocation TEXT NOT NULL,
-    curvature TEXT NOT NULL,
-    model_state BLOB,
-    seconds REAL NOT NULL,
-    created_at REAL NOT NULL,
-    PRIMARY KEY (run_id, epoch)
-);
-CREATE TABLE IF NOT EXISTS margins (
-    run_id INTEGER NOT NULL,
-    epoch INTEGER NOT NULL,
-    pair_id TEXT NOT NULL,
-    split TEXT NOT NULL,
-    margin REAL NOT NULL,
-    alloc_margin REAL,
-    q REAL,
-    count INTEGER,
-    curvature REAL,
-    PRIMARY KEY (run_id, epoch, pair_id)
-);
-CREATE TABLE IF NOT EXISTS feature_cache (key TEXT PRIMARY KEY, vector BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS generation_cache (key TEXT PRIMARY KEY, texts TEXT NOT NULL, created_at REAL NOT NULL);
-"""
-
-
-class StoreError(RuntimeError):
-    """The store could not be opened or a record is inconsistent."""
-
-
-class ReviewConflict(RuntimeError):
-    """Someone else already decided this paraphrase; nothing was overwritten."""
-
-    def __init__(self, paraphrase_id: str, status: str, reviewer: str | None) -> None:
-        super().__init__(
-            f"paraphrase {paraphrase_id} was already marked {status!r} by {reviewer or 'someone else'}"
-        )
-        self.paraphrase_id = paraphrase_id
-        self.status = status
-        self.reviewer = reviewer
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    id: int
-    name: str
-    config: dict[str, Any]
-    data_source: str
-    created_at: float
-
-
-@dataclass
-class ParaphraseRecord:
-    """One generated candidate, kept or filtered, with its review state."""
-
-    id: str
-    pair_id: str
-    side: str
-    epoch: int
-    source_text: str
-    text: str
-    model: str
-    similarity: float | None = None
-    verdicts: dict[str, Any] = field(default_factory=dict)  # filter reasons and scores
-    status: str = "pending"  # pending / accepted / rejected / edited, or filtered (never trains)
-    edited_text: str | None = None
-    reviewer: str | None = None
-    reviewed_at: float | None = None
-    created_at: float = field(default_factory=time.time)
-
-    @property
-    def final_text(self) -> str:
-        return self.edited_text if self.status == "edited" and self.edited_text else self.text
-
-
-@dataclass
-class MarginRow:
-    pair_id: str
-    split: str
-    margin: float
-    alloc_margin: float | None = None  # the margin the allocation saw (previous model, maybe cross-fitted)
-    q: float | None = None
-    count: int | None = None
-    curvature: float | None = None  # sigma'(margin) * |delta phi|^2 under this epoch's model
-
-
-@dataclass
-class EpochRecord:
-    """Everything one finished epoch adds; committed in one transaction."""
-
-    epoch: int
-    metrics: dict[str, Any]
-    allocation: dict[str, Any] = field(default_factory=dict)
-    curvature: dict[str, Any] = field(default_factory=dict)
-    model_state: dict[str, np.ndarray] | None = None
-    margins: list[MarginRow] = field(default_factory=list)
-    new_pairs: list[PreferencePair] = field(default_factory=list)
-    new_paraphrases: list[ParaphraseRecord] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def _pack_arrays(arrays: dict[str, np.ndarray] | None) -> bytes | None:
-    if arrays is None:
-        return None
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def _unpack_arrays(blob: bytes | None) -> dict[str, np.ndarray] | None:
-    if blob is None:
-        return None
-    with np.load(io.BytesIO(blob)) as data:
-        return {k: data[k] for k in data.files}
-
+# the records live in records.py; importing them from here keeps working
+__all__ = ["PARAPHRASE_STATUSES", "REVIEW_STATUSES", "EpochRecord", "MarginRow", "ParaphraseRecord",
+           "ReviewConflict", "RunRecord", "Store", "StoreError"]
 
 def _select(table: str, run_id: int, extra: str = "", **equal: Any) -> tuple[str, list[Any]]:
     """SELECT * for one run, narrowed by column = value (a list or tuple means IN); None means any."""
@@ -212,18 +52,6 @@ def _select(table: str, run_id: int, extra: str = "", **equal: Any) -> tuple[str
     return query, args
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, default=_json_default, allow_nan=True)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot store {type(value).__name__} as JSON")
-
-
 class Store:
     """The project's database. Safe to share between threads: each call opens its own connection."""
 
@@ -235,7 +63,7 @@ class Store:
         try:
             with self._connect() as con:
                 con.execute("PRAGMA journal_mode=WAL")
-                con.executescript(_SCHEMA)
+                con.executescript(SCHEMA)
                 con.execute(
                     "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
                 )
@@ -282,7 +110,7 @@ class Store:
         with self._transaction() as con:
             cur = con.execute(
                 "INSERT INTO runs(name, config, data_source, created_at) VALUES (?, ?, ?, ?)",
-                (name, _json(config), data_source, time.time()),
+                (name, to_json(config), data_source, time.time()),
             )
             run_id = int(cur.lastrowid)
             self._insert_pairs(con, run_id, train, "train")
@@ -530,7 +358,7 @@ class Store:
             "INSERT INTO paraphrases VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (p.id, run_id, p.pair_id, p.side, p.epoch, p.source_text, p.text, p.model, p.similarity,
-                 _json(p.verdicts), p.status, p.edited_text, p.reviewer, p.reviewed_at, p.created_at)
+                 to_json(p.verdicts), p.status, p.edited_text, p.reviewer, p.reviewed_at, p.created_at)
                 for p in record.new_paraphrases
             ],
         )
@@ -545,8 +373,8 @@ class Store:
         )
         con.execute(
             "INSERT INTO epochs VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, record.epoch, _json(record.metrics), _json(record.allocation), _json(record.curvature),
-             _pack_arrays(record.model_state), record.seconds, time.time()),
+            (run_id, record.epoch, to_json(record.metrics), to_json(record.allocation), to_json(record.curvature),
+             pack_arrays(record.model_state), record.seconds, time.time()),
         )
 
     def epochs(self, run_id: int) -> list[int]:
@@ -569,7 +397,7 @@ class Store:
         return EpochRecord(
             epoch=row["epoch"], metrics=json.loads(row["metrics"]), allocation=json.loads(row["allocation"]),
             curvature=json.loads(row["curvature"]),
-            model_state=_unpack_arrays(row["model_state"]) if with_model else None, seconds=row["seconds"],
+            model_state=unpack_arrays(row["model_state"]) if with_model else None, seconds=row["seconds"],
         )
 
     def epoch_table(self, run_id: int) -> list[dict[str, Any]]:

@@ -138,14 +138,11 @@ def test_minilm_features_keep_the_response_of_a_long_prompt(text_encoder):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="TextEncoder.truncate_left cuts at a word piece, so the kept text can start with a "
-    "'##5' fragment that re-tokenises to more than the budget (found while writing these tests)",
-)
 def test_minilm_prompt_cut_starts_at_a_whole_word(text_encoder):
     featurizer = TextFeaturizer(text_encoder, "prompt_response", prompt_tokens=16)
     prompt = " ".join(f"word{i}" for i in range(400)) + " final question?"
     tail = featurizer.joined_text(prompt, "R.").split("\n\n")[0]
     assert not tail.startswith("##")
     assert len(text_encoder.tokenizer(tail, add_special_tokens=False)["input_ids"]) <= 16
+    assert prompt.endswith(tail) and prompt[-len(tail) - 1] == " ", "the original text, cut between words"
+    assert tail.endswith("final question?")

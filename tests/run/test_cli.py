@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -202,32 +201,21 @@ def test_a_step_killed_with_sigkill_resumes_at_once(capsys, tmp_path):
     assert Store(db).step_lock_owner(1) is None
 
 
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
 
 @pytest.mark.slow
-def test_a_run_without_augmentation_loads_no_paraphraser_and_logs_no_length_warning(capsys, tmp_path):
+def test_a_run_without_augmentation_loads_no_paraphraser_and_logs_no_length_warning(
+    capsys, tmp_path, transformers_warnings
+):
     long_prompt = " ".join(f"context{i}" for i in range(400))  # over MiniLM's 256 word pieces: cut on purpose
     rows = [{"prompt": f"{long_prompt} question {i}?", "chosen": f"A careful answer {i}.", "rejected": f"No. {i}"}
             for i in range(12)]
     data = tmp_path / "long.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     load_encoder(RefineConfig().encoder).tokenizer.deprecation_warnings.clear()  # it warns once per tokenizer
-    collect = _Collect()
-    logging.getLogger("transformers").addHandler(collect)
     misses = load_paraphraser.cache_info().misses
-    try:
-        code, out, err = cli(capsys, "run", "--data", data, "--strategy", "none", "--budget", "0", "--epochs", "1",
-                             "--db", tmp_path / "mars.db")
-    finally:
-        logging.getLogger("transformers").removeHandler(collect)
+    code, out, err = cli(capsys, "run", "--data", data, "--strategy", "none", "--budget", "0", "--epochs", "1",
+                         "--db", tmp_path / "mars.db")
     assert code == 0, err
     assert "epochs done: 1" in out
     assert load_paraphraser.cache_info().misses == misses, "no paraphraser was loaded"
-    assert not [m for m in collect.messages if "sequence length" in m], collect.messages
+    assert not [m for m in transformers_warnings if "sequence length" in m], transformers_warnings

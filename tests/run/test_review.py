@@ -206,9 +206,9 @@ def test_status_epoch_and_margin_filters_on_a_stepped_run(stepped):
 def test_progress_counts(stepped):
     store, run = stepped
     total = len(store.get_paraphrases(run.run_id, status="pending"))
-    ids = [p.id for p in store.get_paraphrases(run.run_id)]
-    review.accept(store, run.run_id, ids[0], "ana")
-    review.reject(store, run.run_id, ids[1], "ana")
+    ids = [p.id for p in store.get_paraphrases(run.run_id, status="pending")]  # filtered ones cannot be decided
+    assert review.accept(store, run.run_id, ids[0], "ana").ok
+    assert review.reject(store, run.run_id, ids[1], "ana").ok
     counts = review.progress_counts(store, run.run_id)
     assert [counts[s] for s in ("pending", "accepted", "rejected", "edited")] == [total - 2, 1, 1, 0]
     assert counts["reviewable"] == total and counts["decided"] == 2
@@ -218,7 +218,7 @@ def test_progress_counts(stepped):
 # -- decisions -------------------------------------------------------------------------------------
 def test_a_decision_needs_a_name_and_an_edit_needs_a_usable_text(stepped):
     store, run = stepped
-    pid = store.get_paraphrases(run.run_id)[0].id
+    pid = store.get_paraphrases(run.run_id, status="pending")[0].id
     nameless = review.accept(store, run.run_id, pid, "  ")
     assert not nameless.ok and "name" in nameless.message
     generated = store.get_paraphrase(run.run_id, pid).text
@@ -248,7 +248,7 @@ def test_edit_is_stored_beside_the_generated_text_and_trains(stepped):
 
 def test_decision_survives_a_new_store_object(stepped, tmp_path):
     store, run = stepped
-    pid = store.get_paraphrases(run.run_id)[0].id
+    pid = store.get_paraphrases(run.run_id, status="pending")[0].id
     assert review.accept(store, run.run_id, pid, "ana").ok
     reopened = Store(tmp_path / "review.db")
     got = reopened.get_paraphrase(run.run_id, pid)
@@ -271,7 +271,7 @@ _DECIDE_THEN_HANG = textwrap.dedent(
 
 def test_decision_survives_sigkill_of_the_process_that_made_it(stepped, tmp_path):
     store, run = stepped
-    pid = store.get_paraphrases(run.run_id)[-1].id
+    pid = store.get_paraphrases(run.run_id, status="pending")[-1].id  # filtered candidates cannot be decided
     child = subprocess.Popen(
         [sys.executable, "-c", _DECIDE_THEN_HANG, str(tmp_path / "review.db"), str(run.run_id), pid],
         cwd=ROOT, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": ROOT},
@@ -289,7 +289,7 @@ def test_decision_survives_sigkill_of_the_process_that_made_it(stepped, tmp_path
 
 def test_two_reviewers_racing_on_one_item_one_wins_the_other_is_told(stepped, tmp_path):
     store, run = stepped
-    pid = store.get_paraphrases(run.run_id)[0].id
+    pid = store.get_paraphrases(run.run_id, status="pending")[0].id
     start = threading.Barrier(2)
     outcomes: dict[str, review.DecisionOutcome] = {}
 
@@ -355,7 +355,7 @@ def test_gated_mode_trains_only_what_a_person_accepted(tmp_path):
     run.step()
     originals = store.get_pairs(run.run_id, split="train", synthetic=False)
     assert len(store.training_pairs(run.run_id, "gated")) == len(originals)
-    chosen_only = [p.id for p in store.get_paraphrases(run.run_id, side="chosen")][:3]
+    chosen_only = [p.id for p in store.get_paraphrases(run.run_id, side="chosen", status="pending")][:3]
     for pid in chosen_only:
         assert review.accept(store, run.run_id, pid, "ana").ok
     allowed = {
@@ -372,7 +372,7 @@ def test_gated_mode_trains_only_what_a_person_accepted(tmp_path):
 # -- export ----------------------------------------------------------------------------------------
 def test_export_carries_review_state_and_edited_text(stepped):
     store, run = stepped
-    chosen = [p for p in store.get_paraphrases(run.run_id, side="chosen")]
+    chosen = store.get_paraphrases(run.run_id, side="chosen", status="pending")
     accepted, edited, rejected = chosen[0], chosen[1], chosen[2]
     new_text = moved(edited.text, np.array([0.0, 1.0]), 0.05)
     assert review.accept(store, run.run_id, accepted.id, "ana").ok

@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test lint bench bench-train clean
+.PHONY: setup run test lint bench bench-train results clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,10 @@ bench-train: setup
 	for p in throughput step; do $(PY) bench/train.py --part $$p || exit 1; done
 	for s in 0 1 2; do $(PY) bench/train.py --part accuracy --split $$s || exit 1; done
 	$(PY) bench/train.py --part table
+
+# docs/results.md from the comparisons stored under runs/results (bench/results_report.py run NAME makes them)
+results: setup
+	$(PY) bench/results_report.py report
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

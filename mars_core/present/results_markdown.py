@@ -21,6 +21,7 @@ from mars_core.run.compare_results import (
     Comparison,
     cross_difference,
     damage_difference,
+    fmt_diff,
     load_run_results,
 )
 
@@ -53,17 +54,6 @@ def _needed(diff: dict[str, Any]) -> str:
     return (f" (observed {diff['estimate']:+.4f}, smallest detectable {mdd:.4f}: detecting it needs ≈ {factor:.1f}× "
             f"the data, ≈ {math.ceil(factor * n):,} test-pair evaluations, now {n:,} over {seeds} seeds; more "
             "seeds, not only more test pairs, since training subsets vary too)")
-
-
-def fmt_diff(diff: dict[str, Any] | None) -> str:
-    if not diff or diff.get("estimate") is None:
-        return "–"
-    values = [diff["estimate"], diff.get("ci_low"), diff.get("ci_high")]
-    scale = max(abs(v) for v in values if v is not None)
-    fmt = "{:+.4f}" if scale >= 0.001 or scale == 0 else "{:+.2e}"  # tiny quantities (eigenvalues) keep digits
-    if diff.get("ci_low") is None:
-        return fmt.format(diff["estimate"] + 0.0)
-    return f"{fmt.format(diff['estimate'] + 0.0)} [{fmt.format(diff['ci_low'] + 0.0)}, {fmt.format(diff['ci_high'] + 0.0)}]"
 
 
 def _pm(cell: dict[str, Any] | None, digits: int = 4) -> str:

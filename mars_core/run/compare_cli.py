@@ -19,7 +19,7 @@ from typing import Any
 from tqdm import tqdm
 
 from mars_core.run.compare import DEFAULT_STRATEGIES, STRATEGY_SETTINGS, SWEEPS, CompareSpec, run_comparison
-from mars_core.run.compare_results import Comparison
+from mars_core.run.compare_results import Comparison, fmt_diff
 from mars_core.run.settings import add_config_flags, config_from_args, settings
 
 _SET_PER_RUN = ("--strategy", "--seed")
@@ -102,7 +102,7 @@ def format_table(comparison: Comparison, metric: str = "test_accuracy") -> str:
             row = f"{strategy:<14}{_pm(cell['mean'], cell['std']):>18}"
             for baseline in ("uniform", "none"):
                 diff = point["vs"].get(baseline, {}).get(strategy, {}).get(metric)
-                row += f"{_ci(diff):>30}"
+                row += f"{fmt_diff(diff):>30}"
             gens = summary["lm_generations"]["mean"]
             lines.append(row + f"  {gens:5.0f}" if gens == gens else row)
         lines.append("")
@@ -116,14 +116,6 @@ def _pm(mean: float | None, std: float | None) -> str:
     if mean is None or not math.isfinite(mean):
         return "-"
     return f"{mean:.4f} ± {std:.4f}" if std is not None and math.isfinite(std) else f"{mean:.4f}"
-
-
-def _ci(diff: dict[str, Any] | None) -> str:
-    if not diff or diff.get("estimate") is None:
-        return "-"
-    if diff.get("ci_low") is None:
-        return f"{diff['estimate'] + 0.0:+.4f}"
-    return f"{diff['estimate'] + 0.0:+.4f} [{diff['ci_low'] + 0.0:+.4f}, {diff['ci_high'] + 0.0:+.4f}]"
 
 
 def _number(text: str) -> float:

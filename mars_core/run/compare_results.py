@@ -324,3 +324,15 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def fmt_diff(diff: dict[str, Any] | None) -> str:
+    """"+0.0123 [-0.0040, +0.0290]" for a paired difference; tiny quantities (eigenvalues) keep their digits."""
+    if not diff or diff.get("estimate") is None:
+        return "–"
+    values = [diff["estimate"], diff.get("ci_low"), diff.get("ci_high")]
+    scale = max(abs(v) for v in values if v is not None)
+    fmt = "{:+.4f}" if scale >= 0.001 or scale == 0 else "{:+.2e}"  # tiny quantities (eigenvalues) keep digits
+    if diff.get("ci_low") is None:
+        return fmt.format(diff["estimate"] + 0.0)
+    return f"{fmt.format(diff['estimate'] + 0.0)} [{fmt.format(diff['ci_low'] + 0.0)}, {fmt.format(diff['ci_high'] + 0.0)}]"

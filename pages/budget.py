@@ -10,7 +10,7 @@ from mars_core.present import figures, readouts, views
 from mars_core.present.app_shell import epoch_picker, page_frame, run_config
 
 store, run_id, done = page_frame(
-    "Budget", "q_i = softmax(−τ·m_i / scale) with m = |Δ| (or Δ); the budget B_t of paraphrase generations is "
+    "Budget", "q_i = softmax(−τ·m_i / scale) with m = |Δ| (or Δ); the budget B_t of kept paraphrases is "
     "split into whole counts B_t·q_i.")
 if done:
     config = run_config(store, run_id)

@@ -59,14 +59,6 @@ def resolve_precision(config: RewardModelConfig) -> tuple[str, bool]:
     return ("bf16" if torch.cuda.is_bf16_supported() else "fp16"), False
 
 
-class FinetuneFitReport(FitReport):
-    """FitReport plus what a reader of the metrics needs to trust the loss: how many pairs were cut."""
-
-    def __init__(self, *args, details: dict | None = None, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.details = details or {}
-
-
 class FinetuneRewardModel:
     """r(x, y) = the scalar output of a fine-tuned sequence classifier on ``prompt + "\\n\\n" + response``."""
 
@@ -145,7 +137,7 @@ class FinetuneRewardModel:
         return FinetuneRewardModel(self.config, _shared=(self.tokenizer, self.batcher))
 
     # -- training -------------------------------------------------------------------------------
-    def fit(self, pairs: Sequence[PreferencePair], progress: Progress | None = None) -> FinetuneFitReport:
+    def fit(self, pairs: Sequence[PreferencePair], progress: Progress | None = None) -> FitReport:
         cfg, acc = self.config, self.accelerator
         start = time.perf_counter()
         if not cfg.warm_start and self.fits > 0:
@@ -153,7 +145,7 @@ class FinetuneRewardModel:
         self.fits += 1
         self._scores = {}
         if not pairs:
-            return FinetuneFitReport(float("nan"), 0, 0.0, 0, str(self.device))
+            return FitReport(float("nan"), 0, 0.0, 0, str(self.device))
         seed = cfg.seed * 1000 + self.fits
         torch.manual_seed(seed)  # dropout masks
         prompts = [p.prompt for p in pairs]
@@ -199,7 +191,7 @@ class FinetuneRewardModel:
         response_cut = sum(a.response_cut or b.response_cut for a, b in zip(plus, minus))
         details = {"truncated_pairs": cut, "response_cut_pairs": response_cut, "optimizer_steps": len(groups),
                    "max_length": cfg.max_length}
-        return FinetuneFitReport(
+        return FitReport(
             pass_loss / max(pass_pairs, 1), len(groups), time.perf_counter() - start, len(pairs), str(self.device),
             details=details,
         )

@@ -9,6 +9,7 @@ iterative estimators in curvature.py).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -52,6 +53,10 @@ class RewardModel(Protocol):
 
     def load_state(self, state: dict[str, np.ndarray]) -> None: ...
 
+    def use_checkpoint_dir(self, folder: str | Path) -> None:
+        """Where state() may write weight files (the run's folder); a model held in the store ignores it."""
+        ...
+
 
 class LinearRewardModel:
     """r(x, y) = wᵀφ(x, y) + b on frozen features, trained with Bradley-Terry and L2."""
@@ -90,6 +95,9 @@ class LinearRewardModel:
 
     def state(self) -> dict[str, np.ndarray]:
         return {"weights": self.weights.copy(), "bias": np.array([self.bias], dtype=np.float32)}
+
+    def use_checkpoint_dir(self, folder: str | Path) -> None:
+        return None  # a few hundred floats: the store holds them
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         weights = np.asarray(state["weights"], dtype=np.float32)

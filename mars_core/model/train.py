@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,6 +46,7 @@ class FitReport:
     seconds: float
     n_pairs: int
     device: str
+    details: dict[str, Any] = field(default_factory=dict)  # model-specific, e.g. how many pairs were truncated
 
 
 def seed_everything(seed: int) -> None:

@@ -62,7 +62,7 @@ def quality_curves(epochs: pd.DataFrame, labels: Mapping[str, str]) -> go.Figure
 def allocation_figure(allocation: pd.DataFrame, title: str = "Stored allocation") -> go.Figure:
     """Shares q_i sorted from the largest (line) and the integer paraphrase counts they became (bars)."""
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Bar(x=allocation["rank"], y=allocation["count"], name="paraphrase generations",
+    fig.add_trace(go.Bar(x=allocation["rank"], y=allocation["count"], name="budget units (kept paraphrases)",
                          marker_color="#ff7f0e", opacity=0.6), secondary_y=True)
     fig.add_trace(go.Scatter(x=allocation["rank"], y=allocation["q"], mode="lines", name="share q_i",
                              line_color="#1f77b4"), secondary_y=False)

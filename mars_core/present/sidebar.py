@@ -90,12 +90,13 @@ def _run_panel(store: Store, run_id: int) -> None:
     tau = f", τ = {a.tau:g} ({a.tau_scale}), m = {'|Δ|' if a.margin_mode == 'abs' else 'Δ'}" if a.strategy in (
         "mars", "won") else ""
     folds = cfg.refine.cross_fit_folds
+    reward = "linear head" if cfg.reward.kind == "linear" else f"fine-tuned {cfg.reward.base}"
     st.caption(f"{a.strategy}{tau} · margins {'cross-fitted ' + str(folds) + '-fold' if folds >= 2 else 'in-sample'}"
-               f" · review policy **{cfg.refine.review_policy}**")
+               f" · reward model {reward} · review policy **{cfg.refine.review_policy}**")
     c1, c2 = st.columns(2)
     c1.metric("Epoch", f"{max(status.epoch, 0)} / {cfg.refine.epochs}")
     c2.metric("Budget left", f"{status.budget_left}", help=f"{status.budget_spent} of "
-              f"{cfg.refine.budget_total} paraphrase generations spent")
+              f"{cfg.refine.budget_total} budget units (kept paraphrases) spent")
     stop = status.stop_reason
     if stop:
         st.info(escape_markdown(f"Finished: {stop}."))

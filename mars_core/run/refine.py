@@ -99,14 +99,13 @@ class RefinementRun:
         notify = progress or _quiet
         notify("training", 0, 1)
         start = time.perf_counter()
-        if hasattr(components.model, "use_checkpoint_dir"):  # the fine-tuned model saves its weights beside the store
-            components.model.use_checkpoint_dir(new_run_folder(store.path))
+        components.model.use_checkpoint_dir(new_run_folder(store.path))  # fine-tuned weights live beside the store
         fit = components.model.fit(train, progress=notify)
         notify("evaluating", 0, 1)
         test_summary, train_summary, margins = _evaluate(components, train, [], test, None, None)
         metrics = EpochMetrics(
             epoch=0, test=test_summary, train=train_summary, pairs_trained=len(train), fit_loss=fit.loss,
-            fit_iterations=fit.iterations, fit_details=getattr(fit, "details", {}),
+            fit_iterations=fit.iterations, fit_details=fit.details,
         ).to_dict()
         curvature = components.model.spectrum(train, k=config.refine.curvature_k).to_dict()
         record = EpochRecord(
@@ -237,7 +236,7 @@ class RefinementRun:
         metrics = EpochMetrics(
             epoch=epoch, test=test_summary, train=train_summary,
             pairs_trained=len(train) + len(trainable_new), fit_loss=fit.loss, fit_iterations=fit.iterations,
-            fit_details=getattr(fit, "details", {}),
+            fit_details=fit.details,
             augmentation=augmentation_metrics(counts, selection, len(new_pairs), len(contrast[0])),
             ks_vs_previous=ks,
             picked_curvature=_weighted_mean(picked_view, counts_arr),

@@ -4,6 +4,19 @@ from __future__ import annotations
 
 import pytest
 
+from mars_core.run.refine import RefinementRun
+from mars_core.run.store import Store
+from tests.ui.toy_runs import toy_config
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+    """A real 2-D toy run at epoch 0 in a fresh store, which the app opens (MARS_DB)."""
+    store = Store(tmp_path / "ui.db")
+    run = RefinementRun.create(store, toy_config(), name="toy under test")
+    monkeypatch.setenv("MARS_DB", str(store.path))
+    return store, run.run_id
+
 
 @pytest.fixture(autouse=True)
 def navigation_like_the_server(monkeypatch):

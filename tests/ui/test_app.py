@@ -14,30 +14,18 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mars_core.present import sidebar
-from mars_core.run.config import DataConfig, RefineConfig, RunConfig
+from mars_core.run.config import DataConfig, RefineConfig, RunConfig, with_overrides
 from mars_core.run.demos import TEXT_DEMO_NAME, TOY_DEMO_NAME
 from mars_core.run.refine import RefinementRun
 from mars_core.run.store import Store
 from tests.ui.hostile_run import HOSTILE, SCRIPT, create_hostile_run
+from tests.ui.toy_runs import TOY_BUDGET, toy_config
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 PAGES = ["pages/data.py", "pages/margins.py", "pages/budget.py", "pages/curvature.py", "pages/pairs.py",
          "pages/teach.py", "pages/review.py"]
-BUDGET = 40
-
-
-def toy_config(epochs: int = 4) -> RunConfig:
-    return RunConfig(data=DataConfig(source="demo:toy", n_pairs=120),
-                     refine=RefineConfig(cross_fit_folds=0, budget_per_epoch=BUDGET, epochs=epochs))
-
-
-@pytest.fixture
-def toy(tmp_path, monkeypatch):
-    store = Store(tmp_path / "ui.db")
-    run = RefinementRun.create(store, toy_config(), name="toy under test")
-    monkeypatch.setenv("MARS_DB", str(store.path))
-    return store, run.run_id
+BUDGET = TOY_BUDGET
 
 
 def open_app(store: Store, run_id: int | None, page: str | None = None) -> AppTest:
@@ -285,3 +273,26 @@ def test_hostile_text_is_shown_as_text_never_as_markup(tmp_path, monkeypatch):
     assert f"Good answer {HOSTILE}" in texts and f"Prompt {HOSTILE}" in texts
     escaped = [md.value for md in at.markdown if "script" in md.value]
     assert escaped and all("\\<script\\>" in v for v in escaped)
+
+
+@pytest.mark.slow
+def test_a_fine_tuned_run_steps_through_the_app(tmp_path, monkeypatch):
+    """Issue 10: the fine-tuned reward model behind the same sidebar, Step and Curvature page as the linear one."""
+    config = with_overrides(
+        RunConfig(data=DataConfig(source="demo:text", n_pairs=40),
+                  refine=RefineConfig(cross_fit_folds=0, budget_per_epoch=0, epochs=2)),
+        allocation={"strategy": "none"}, reward={"kind": "finetune", "max_length": 64, "batch_size": 8},
+    )
+    store = Store(tmp_path / "finetune.db")
+    run_id = RefinementRun.create(store, config, name="fine-tuned").run_id
+    monkeypatch.setenv("MARS_DB", str(store.path))
+    at = open_app(store, run_id)
+    assert any("reward model fine-tuned packaged:minilm" in c.value for c in at.sidebar.caption)
+    step(at)
+    assert store.epochs(run_id) == [0, 1]
+    statuses = [e.label for e in at.sidebar if type(e).__name__ == "Status"]
+    assert any(label.startswith("Epoch 1 done") for label in statuses), statuses
+    assert store.get_epoch(run_id, 1).metrics["fit_details"]["optimizer_steps"] > 0
+    at.switch_page("pages/curvature.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "gauss-newton" in store.get_epoch(run_id, 1).curvature["method"]

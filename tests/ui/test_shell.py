@@ -13,16 +13,8 @@ from streamlit.testing.v1 import AppTest
 
 from mars_core.run.refine import RefinementRun
 from mars_core.run.settings import form_settings
-from mars_core.run.store import Store
-from tests.ui.test_app import APP, open_app, toy_config
-
-
-@pytest.fixture
-def toy(tmp_path, monkeypatch):
-    store = Store(tmp_path / "ui.db")
-    run = RefinementRun.create(store, toy_config(), name="toy under test")
-    monkeypatch.setenv("MARS_DB", str(store.path))
-    return store, run.run_id
+from tests.ui.test_app import APP, open_app
+from tests.ui.toy_runs import toy_config
 
 
 def form_widgets(at: AppTest) -> dict:

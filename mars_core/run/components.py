@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from mars_core.augment.lm_paraphraser import LMParaphraser, lm_name
 from mars_core.augment.openai_paraphraser import OpenAIParaphraser, openai_name
@@ -80,11 +79,6 @@ class LazyParaphraser:
         if not texts:
             return ParaphraseResult(texts=[])
         return self.model().paraphrase(texts, n, seed, first=first, instruction=instruction)
-
-    def __getattr__(self, attribute: str) -> Any:  # anything else the real paraphraser offers
-        if attribute.startswith("_"):
-            raise AttributeError(attribute)
-        return getattr(self.model(), attribute)
 
 
 def build_reward_model(config: RunConfig, store: Store | None = None) -> RewardModel:

@@ -20,10 +20,10 @@ sys.path.insert(0, str(ROOT))
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
+from mars_core.compare.results import load_comparison  # noqa: E402
 from mars_core.present import compare_figures as cf  # noqa: E402
 from mars_core.present import compare_views as cv  # noqa: E402
-from mars_core.run.compare_results import load_comparison  # noqa: E402
-from mars_core.run.store import Store  # noqa: E402
+from mars_core.store.sqlite import Store  # noqa: E402
 
 
 def main(summary: Path) -> dict:

@@ -20,9 +20,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mars_core.__main__ import main as cli  # noqa: E402
+from mars_core.cli.main import main as cli  # noqa: E402
+from mars_core.compare.results import load_comparison, load_run_results  # noqa: E402
 from mars_core.present.results_markdown import claim_rows, experiment_section, not_winning_lines  # noqa: E402
-from mars_core.run.compare_results import load_comparison, load_run_results  # noqa: E402
 
 RESULTS = ROOT / "runs" / "results"
 HH = "../shared/data/hh_harmless_dev.jsonl"

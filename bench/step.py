@@ -24,7 +24,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from mars_core.run.components import build_components  # noqa: E402
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig, with_overrides  # noqa: E402
 from mars_core.run.refine import RefinementRun  # noqa: E402
-from mars_core.run.store import Store  # noqa: E402
+from mars_core.store.sqlite import Store  # noqa: E402
 
 
 def main() -> None:

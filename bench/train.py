@@ -183,7 +183,7 @@ def part_step(args) -> dict:
     from mars_core.run.components import build_components
     from mars_core.run.config import DataConfig, RefineConfig, RunConfig
     from mars_core.run.refine import RefinementRun
-    from mars_core.run.store import Store
+    from mars_core.store.sqlite import Store
 
     config = RunConfig(
         data=DataConfig(source="demo:text", n_pairs=args.pairs),

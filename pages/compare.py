@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import streamlit as st
 
+from mars_core.compare.comparison import STRATEGY_SETTINGS, CompareSpec, start_comparison
+from mars_core.compare.results import Comparison, comparison_title, list_comparisons, load_comparison
 from mars_core.present import compare_figures as cf
 from mars_core.present import compare_views as cv
 from mars_core.present.app_shell import db_path, page_frame, session_id
-from mars_core.run.compare import STRATEGY_SETTINGS, CompareSpec
-from mars_core.run.compare_job import CompareJobs
-from mars_core.run.compare_results import Comparison, comparison_title, list_comparisons, load_comparison
+from mars_core.present.job_progress import follow, job_runner, report
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig
-
-
-@st.cache_resource(show_spinner=False)
-def compare_jobs() -> CompareJobs:
-    return CompareJobs()
+from mars_core.run.jobs import JobRefused
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -78,8 +73,8 @@ with stored:
 with start:
     st.markdown("A small comparison on a built-in suite, run in the background. The 2-D toy needs no language "
                 "model and takes seconds; the text demo paraphrases with the packaged LM and takes minutes.")
-    jobs = compare_jobs()
-    job = jobs.latest(session_id())
+    jobs = job_runner()
+    job = jobs.latest("compare:", session_id())
     with st.form("compare_form"):
         data = st.segmented_control("Data", ["toy", "demo"], default="toy", key="compare_data") or "toy"
         strategies = st.multiselect("Strategies", list(STRATEGY_SETTINGS), default=["none", "uniform", "won", "mars"],
@@ -99,23 +94,16 @@ with start:
         )
         out = root / "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name.strip() or "small")
         try:
-            job = jobs.start(spec, out, session_id())
+            job = start_comparison(jobs, spec, out, session_id())
+            st.session_state["_compare_show"] = str(out / "comparison.json")
+        except JobRefused:
+            st.warning(f"A comparison into `{out}` is already running in this server.")
         except ValueError as exc:
             st.error(str(exc))
-        if job is None:
-            st.warning(f"A comparison into `{out}` is already running in this server.")
     if job is not None and job.running:
-        with st.status(job.label(), expanded=True) as status:
-            bar = st.progress(job.fraction(), text=job.label())
-            while job.running:
-                bar.progress(job.fraction(), text=job.label())
-                status.update(label=job.label())
-                time.sleep(0.3)
-        st.session_state["_compare_show"] = str(Path(job.out) / "comparison.json")
-        st.rerun()
+        follow(job)
     if job is not None and not job.running:
-        if job.error:
-            st.error(f"The comparison stopped: {job.error}")
-        else:
-            st.success(f"Comparison done in {job.finished_at - job.started:.0f} s: `{job.out}` "
+        report(job, "comparison")
+        if not job.error:
+            st.success(f"Comparison done in {job.seconds:.0f} s: `{job.key.removeprefix('compare:')}` "
                        "(choose it under Stored comparisons).")

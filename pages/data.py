@@ -14,7 +14,7 @@ from mars_core.present import views
 from mars_core.present.app_shell import page_frame
 from mars_core.present.run_form import create_run, form_config, settings_widgets
 from mars_core.present.safe_markdown import escape_markdown
-from mars_core.run.uploads import save_upload
+from mars_core.store.uploads import save_upload
 
 store, run_id, _ = page_frame("Data", epochs=False)
 browse, load = st.tabs(["Pairs of the current run", "Load a data file"])

@@ -13,8 +13,8 @@ import streamlit as st
 
 from mars_core.present.app_shell import page_frame
 from mars_core.present.safe_markdown import diff_markdown, escape_markdown
-from mars_core.run import review
-from mars_core.run.store import REVIEW_STATUSES, Store
+from mars_core.review import paraphrases as review
+from mars_core.store.sqlite import REVIEW_STATUSES, Store
 
 ORDER_LABELS = {"suspicious": "Most suspicious first", "oldest": "Oldest first"}
 EXPORT_SELECTIONS = {

@@ -18,7 +18,7 @@ import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
 
 from mars_core.run.config import RunConfig
-from mars_core.run.store import Store
+from mars_core.store.sqlite import Store
 
 DEFAULT_DB = "runs/mars.db"
 

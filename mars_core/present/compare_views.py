@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from mars_core.run.compare_results import BASELINES, METRIC_LABELS, Comparison
+from mars_core.compare.results import BASELINES, METRIC_LABELS, Comparison
 
 SWEEP_LABELS = {"budget_fraction": "budget (fraction of the full budget)", "noise": "label-flip rate",
                 "tau": "τ", "margin_mode": "margin mode", "tau_scale": "τ scale", "": ""}

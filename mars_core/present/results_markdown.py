@@ -15,8 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from mars_core.present.compare_views import comparison_caption
-from mars_core.run.compare_results import (
+from mars_core.compare.results import (
     BASELINES,
     Comparison,
     cross_difference,
@@ -24,6 +23,7 @@ from mars_core.run.compare_results import (
     fmt_diff,
     load_run_results,
 )
+from mars_core.present.compare_views import comparison_caption
 
 ACCURACY_LIKE = {"test_accuracy", "test_gold_accuracy", "bon_match_rate"}
 ONE_POINT = 0.01

@@ -19,7 +19,7 @@ from mars_core.run import components
 from mars_core.run.config import RunConfig
 from mars_core.run.refine import RefinementRun
 from mars_core.run.settings import Setting, config_from_values, form_settings
-from mars_core.run.store import StoreError
+from mars_core.store.sqlite import StoreError
 
 FILE_SOURCE = "file path…"
 SOURCES = ("demo:text", "demo:toy", FILE_SOURCE)

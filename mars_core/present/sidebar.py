@@ -1,14 +1,13 @@
 """The sidebar every page shares: run picker, the run's status, Step / Run N, its lock, delete, New run.
 
-A Step runs in a background thread (mars_core.run.stepper), one per run per server process, so
-navigating between pages never cancels an epoch; the session that started it follows its progress
-after the page is drawn (`poll_step_job`) and reruns when it is done.
+A Step runs as a background job of the server (mars_core.run.jobs), one per run, which loads its models
+itself: closing or reloading the tab, or navigating between pages, never cancels an epoch. Every page,
+in any tab, follows the selected run's running job after it is drawn (`poll_step_job`) and reruns when it ends.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 
 import streamlit as st
 
@@ -20,22 +19,17 @@ from mars_core.present.app_shell import (
     select_run,
     session_id,
 )
+from mars_core.present.job_progress import follow, job_runner, report
 from mars_core.present.run_form import ensure_models, new_run_form
 from mars_core.present.safe_markdown import escape_markdown
 from mars_core.present.views import run_label
 from mars_core.run.demos import TEXT_DEMO_NAME, demo_configs
+from mars_core.run.jobs import Job, JobRefused, start_steps, step_key
 from mars_core.run.refine import RefinementRun
 from mars_core.run.status import RunStatus
-from mars_core.run.stepper import StepJob, StepJobs
-from mars_core.run.store import Store, StoreError
+from mars_core.store.sqlite import Store, StoreError
 
 log = logging.getLogger(__name__)
-
-
-@st.cache_resource(show_spinner=False)
-def step_jobs() -> StepJobs:
-    """This server process's step jobs (shared by every session)."""
-    return StepJobs()
 
 
 def ensure_demo_runs() -> None:
@@ -85,7 +79,7 @@ def sidebar() -> int | None:
 def _run_panel(store: Store, run_id: int) -> None:
     status = RunStatus.read(store, run_id)
     cfg = status.config
-    job = step_jobs().get(store, run_id)
+    job = job_runner().get(step_key(store.path, run_id))
     a = cfg.allocation
     tau = f", τ = {a.tau:g} ({a.tau_scale}), m = {'|Δ|' if a.margin_mode == 'abs' else 'Δ'}" if a.strategy in (
         "mars", "won") else ""
@@ -102,7 +96,7 @@ def _run_panel(store: Store, run_id: int) -> None:
         st.info(escape_markdown(f"Finished: {stop}."))
     busy = job is not None and job.running
     if busy and job.session != session_id():
-        st.warning(f"Another tab is stepping this run ({job.label()}).")
+        st.caption(escape_markdown(f"Another tab started this step; it runs on the server ({job.label()})."))
     c1, c2 = st.columns([1, 1])
     step = c1.button("Step", key="step", type="primary", disabled=bool(stop) or busy,
                      help="Advance one epoch: score, allocate, paraphrase, filter, cross pairs, retrain, evaluate")
@@ -110,67 +104,59 @@ def _run_panel(store: Store, run_id: int) -> None:
     run_n = st.button(f"Run {int(n)} epochs", key="run_n_button", disabled=bool(stop) or busy)
     st.session_state["_step_box"] = st.empty()
     if step or run_n:
-        job = _start_steps(store, run_id, 1 if step else int(n))
-        if job is not None:
-            st.session_state["_awaiting_step"] = True
-            st.session_state["_step_box"].progress(0.0, text=job.label())
-            busy = True
+        started = _start_steps(store, run_id, 1 if step else int(n))
+        if started is not None:
+            st.session_state["_awaiting_step"] = True  # rerun once it ends, even if it ends before the page is drawn
+            job = started
+        busy = job is not None and job.running
     _last_job_report(job)
     _lock_panel(store, run_id)
     _delete_panel(store, run_id, busy)
 
 
-def _start_steps(store: Store, run_id: int, epochs: int) -> StepJob | None:
-    ensure_models(RunStatus.read(store, run_id).config)
-    job = step_jobs().start(store, run_id, epochs, session_id())
-    if job is None:
+def _start_steps(store: Store, run_id: int, epochs: int) -> Job | None:
+    """Start the job; it loads the models itself, so the step runs on even if this tab closes right away."""
+    try:
+        return start_steps(job_runner(), store.path, run_id, epochs, session_id())
+    except JobRefused:
         st.warning("This run is already being stepped (in this or another tab); wait for that epoch.")
-    return job
+        return None
 
 
 def poll_step_job() -> None:
-    """Called after every page: follow this session's step to its end, then rerun so the page shows it."""
-    if not st.session_state.get("_awaiting_step"):
-        return
+    """Called after every page: follow the selected run's running step (whoever started it), then rerun."""
     run_id = st.session_state.get("run_id")
-    job = step_jobs().get(get_store(), run_id) if run_id is not None else None
-    box = st.session_state.get("_step_box")
-    if job is None or job.session != session_id():
-        st.session_state["_awaiting_step"] = False
+    if run_id is None:
         return
-    if job.running and box is not None:
-        with box.container(), st.status(job.label(), expanded=True) as status:
-            bar = st.progress(job.fraction(), text=job.label())
-            while job.running:
-                bar.progress(job.fraction(), text=job.label())
-                status.update(label=job.label())
-                time.sleep(0.3)
-    elif job.running:
-        job.thread.join()
-    st.session_state["_awaiting_step"] = False
-    st.rerun()
+    job = job_runner().get(step_key(get_store().path, run_id))
+    if job is None or not job.running:
+        if st.session_state.pop("_awaiting_step", False):
+            st.rerun()  # this session's job ended while the page was drawn: show how
+        return
+    st.session_state.pop("_awaiting_step", None)
+    box = st.session_state.get("_step_box")
+    if box is None:
+        follow(job)
+    else:
+        with box.container():
+            follow(job)
 
 
-def _last_job_report(job: StepJob | None) -> None:
+def _last_job_report(job: Job | None) -> None:
     if job is None or job.running or job.session != session_id():
         return
-    if job.error:
-        st.error(escape_markdown(f"The step failed: {job.error}"))
-    if job.warning:
-        st.warning(escape_markdown(job.warning))
-    if job.message:
-        st.info(escape_markdown(job.message))
-    if job.outcomes:
-        last = job.outcomes[-1]
-        seconds = sum(sum(o.stage_seconds.values()) for o in job.outcomes)
+    report(job, "step")
+    if job.results:
+        last = job.results[-1]
+        seconds = sum(sum(o.stage_seconds.values()) for o in job.results)
         with st.status(f"Epoch {last.epoch} done ({seconds:.1f} s)", state="complete", expanded=False):
-            for outcome in job.outcomes:
+            for outcome in job.results:
                 parts = ", ".join(f"{k} {v:.2f}s" for k, v in outcome.stage_seconds.items())
                 st.caption(f"epoch {outcome.epoch}: {parts}")
 
 
 def _lock_panel(store: Store, run_id: int) -> None:
-    """A lock nobody live holds: say whose it is (the store's one rule, run/locks.py) and offer to clear it."""
+    """A lock nobody live holds: say whose it is (the store's one rule, store/locks.py) and offer to clear it."""
     lock = store.step_lock(run_id)
     if lock is None or lock.alive:
         return

@@ -21,7 +21,7 @@ from mars_core.analysis.curvature import linear_bt_hessian, sigmoid_prime
 from mars_core.augment.allocation import AllocationConfig, allocate
 from mars_core.data.pairs import PreferencePair
 from mars_core.data.toy import toy_features
-from mars_core.run.store import ParaphraseRecord
+from mars_core.store.sqlite import ParaphraseRecord
 
 MARGIN_COLUMNS = ("epoch", "pair_id", "split", "margin", "alloc_margin", "q", "count", "curvature")
 SPLITS = ("train", "test", "synthetic")

@@ -27,7 +27,7 @@ from mars_core.model.features import Featurizer, TextFeaturizer, ToyFeaturizer
 from mars_core.model.finetune import FinetuneRewardModel
 from mars_core.model.reward import LinearRewardModel, RewardModel
 from mars_core.run.config import RunConfig
-from mars_core.run.store import Store
+from mars_core.store.sqlite import Store
 
 
 @dataclass

@@ -28,7 +28,6 @@ from mars_core.model.train import seed_everything
 from mars_core.run.components import Components, build_components
 from mars_core.run.config import RunConfig
 from mars_core.run.epoch_metrics import EpochMetrics
-from mars_core.run.locks import new_owner
 from mars_core.run.sources import SourceData, load_source
 from mars_core.run.status import RunStatus
 from mars_core.run.step_augment import (
@@ -38,7 +37,8 @@ from mars_core.run.step_augment import (
     rows_used,
     sharpen,
 )
-from mars_core.run.store import EpochRecord, MarginRow, ParaphraseRecord, Store
+from mars_core.store.locks import new_owner
+from mars_core.store.sqlite import EpochRecord, MarginRow, ParaphraseRecord, Store
 
 STAGES = (
     "scoring", "allocating", "paraphrasing", "filtering", "sharpening", "training", "evaluating", "curvature", "saving",

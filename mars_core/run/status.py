@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mars_core.run.config import RunConfig
-from mars_core.run.store import Store
+from mars_core.store.sqlite import Store
 
 
 def budget_units_spent(epoch_row: Mapping[str, Any]) -> int:

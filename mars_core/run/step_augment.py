@@ -25,7 +25,7 @@ from mars_core.augment.semantic import (
 )
 from mars_core.data.pairs import PreferencePair
 from mars_core.run.epoch_metrics import AugmentationMetrics
-from mars_core.run.store import ParaphraseRecord
+from mars_core.store.sqlite import ParaphraseRecord
 
 
 def paraphrase_requests(

@@ -196,7 +196,7 @@ def test_rows_are_cached_so_a_second_ask_sends_nothing(serve):
 
 
 def test_the_api_key_is_sent_but_never_logged_stored_or_named(serve, monkeypatch, caplog, tmp_path):
-    from mars_core.run.store import Store
+    from mars_core.store.sqlite import Store
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setenv("MARS_OPENAI_API_KEY", KEY)
@@ -239,7 +239,7 @@ def test_the_server_binds_only_to_loopback():
 def test_a_demo_step_through_the_openai_path_keeps_provenance_and_not_the_key(serve, monkeypatch, tmp_path):
     from mars_core.run.config import DataConfig, RefineConfig, RunConfig
     from mars_core.run.refine import RefinementRun
-    from mars_core.run.store import Store
+    from mars_core.store.sqlite import Store
 
     monkeypatch.setenv("MARS_OPENAI_API_KEY", KEY)
     server = serve(slow_canned)

@@ -22,7 +22,7 @@ import pytest
 
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig
 from mars_core.run.refine import RefinementRun
-from mars_core.run.store import Store
+from mars_core.store.sqlite import Store
 from tests.ui.hostile_run import SCRIPT, create_hostile_run
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from mars_core.model.reward import cross_fitted_margins
 from mars_core.model.reward_config import RewardModelConfig
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig, with_overrides
 from mars_core.run.refine import RefinementRun
-from mars_core.run.store import Store
+from mars_core.store.sqlite import Store
 
 pytestmark = pytest.mark.slow
 

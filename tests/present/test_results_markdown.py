@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from mars_core.compare.comparison import CompareSpec, run_comparison
 from mars_core.present import compare_figures as cf
 from mars_core.present import compare_views as cv
 from mars_core.present.results_markdown import claim_rows, experiment_section, verdict
-from mars_core.run.compare import CompareSpec, run_comparison
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig
 
 

@@ -16,7 +16,7 @@ from mars_core.data.toy import toy_features
 from mars_core.present import views
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig, with_overrides
 from mars_core.run.refine import RefinementRun
-from mars_core.run.store import Store
+from mars_core.store.sqlite import Store
 
 FIXTURES = "tests/fixtures/data"
 

@@ -16,7 +16,7 @@ from mars_core.data.toy import ToyParaphraser
 from mars_core.run.components import build_components
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig, with_overrides
 from mars_core.run.refine import RefinementRun, RunFinished, StepInProgress
-from mars_core.run.store import Store
+from mars_core.store.sqlite import Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -155,7 +155,7 @@ _CHILD = textwrap.dedent(
     """
     import sys, time
     from mars_core.run.refine import RefinementRun
-    from mars_core.run.store import Store
+    from mars_core.store.sqlite import Store
 
     run = RefinementRun.open(Store(sys.argv[1]), 1)
 

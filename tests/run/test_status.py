@@ -5,7 +5,7 @@ from __future__ import annotations
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig, with_overrides
 from mars_core.run.refine import RefinementRun
 from mars_core.run.status import RunStatus
-from mars_core.run.store import Store
+from mars_core.store.sqlite import Store
 
 CONFIG = RunConfig(data=DataConfig(source="demo:toy", n_pairs=60),
                    refine=RefineConfig(cross_fit_folds=0, budget_per_epoch=10, epochs=3))

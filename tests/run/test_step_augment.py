@@ -9,7 +9,7 @@ from mars_core.run.config import DataConfig, RefineConfig, RunConfig
 from mars_core.run.epoch_metrics import AugmentationMetrics, EpochMetrics
 from mars_core.run.refine import STAGES, RefinementRun
 from mars_core.run.step_augment import rows_used
-from mars_core.run.store import ParaphraseRecord, Store
+from mars_core.store.sqlite import ParaphraseRecord, Store
 
 
 def record(pair: str, side: str, row: int | None, kind: str = "paraphrase") -> ParaphraseRecord:

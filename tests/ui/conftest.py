@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mars_core.run.refine import RefinementRun
-from mars_core.run.store import Store
+from mars_core.store.sqlite import Store
 from tests.ui.toy_runs import toy_config
 
 

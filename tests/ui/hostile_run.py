@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mars_core.data.pairs import PreferencePair
 from mars_core.run.config import RunConfig
-from mars_core.run.store import EpochRecord, MarginRow, ParaphraseRecord, Store
+from mars_core.store.sqlite import EpochRecord, MarginRow, ParaphraseRecord, Store
 
 SCRIPT = "<script>alert(1)</script>"
 HOSTILE = f"{SCRIPT} **bold** $x$ :red[red] [link](javascript:alert(2)) <img src=x onerror=alert(3)>"

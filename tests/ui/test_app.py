@@ -17,7 +17,7 @@ from mars_core.present import sidebar
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig, with_overrides
 from mars_core.run.demos import TEXT_DEMO_NAME, TOY_DEMO_NAME
 from mars_core.run.refine import RefinementRun
-from mars_core.run.store import Store
+from mars_core.store.sqlite import Store
 from tests.ui.hostile_run import HOSTILE, SCRIPT, create_hostile_run
 from tests.ui.toy_runs import TOY_BUDGET, toy_config
 

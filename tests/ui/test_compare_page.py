@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from mars_core.run.compare import CompareSpec, run_comparison
+from mars_core.compare.comparison import CompareSpec, run_comparison
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig
-from mars_core.run.store import Store
+from mars_core.store.sqlite import Store
 from tests.ui.test_app import chart
 
 ROOT = Path(__file__).resolve().parents[2]

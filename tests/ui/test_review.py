@@ -9,10 +9,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mars_core.data.toy import format_toy_vector, parse_toy_vector
-from mars_core.run import review
+from mars_core.review import paraphrases as review
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig
 from mars_core.run.refine import RefinementRun
-from mars_core.run.store import Store
+from mars_core.store.sqlite import Store
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 

@@ -24,12 +24,13 @@ from typing import Any
 import numpy as np
 
 from mars_core.analysis.best_of_n import CandidateSets, best_of_n, text_candidates, toy_candidates
-from mars_core.run.compare_results import Comparison, summarize, write_summary
+from mars_core.compare.results import Comparison, summarize, write_summary
 from mars_core.run.components import build_components
 from mars_core.run.config import RunConfig, with_overrides
+from mars_core.run.jobs import Job, JobRunner
 from mars_core.run.refine import RefinementRun
 from mars_core.run.sources import load_source
-from mars_core.run.store import Store
+from mars_core.store.sqlite import Store
 
 Progress = Callable[..., None]  # progress(stage, done, total, detail="")
 
@@ -346,3 +347,23 @@ def _atomic_write(path: Path, text: str) -> None:
 
 def _quiet(stage: str, done: int, total: int, detail: str = "") -> None:
     return None
+
+
+def comparison_key(out: str | Path) -> str:
+    return f"compare:{Path(out).resolve()}"
+
+
+def start_comparison(runner: JobRunner, spec: CompareSpec, out: str | Path, session: str = "") -> Job:
+    """Run the comparison as a background job (one per output folder); its parts are the comparison's runs."""
+    job = Job(comparison_key(out), f"comparison into {out}", part_name="run", session=session)
+
+    def report(stage: str, done: int, total: int, detail: str = "") -> None:
+        if stage == "runs":  # run_comparison's own stage: which of its runs is next
+            job.part(done, total, detail)
+        else:
+            job.progress(stage, done, total, detail)
+
+    def body(job: Job) -> None:
+        job.results.append(run_comparison(spec, out, report))
+
+    return runner.start(job, body)

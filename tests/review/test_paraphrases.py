@@ -18,10 +18,10 @@ import pytest
 
 from mars_core.augment.filters import refusal_polarity
 from mars_core.data.toy import format_toy_vector, parse_toy_vector
-from mars_core.run import review
+from mars_core.review import paraphrases as review
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig
 from mars_core.run.refine import RefinementRun
-from mars_core.run.store import EpochRecord, ParaphraseRecord, Store
+from mars_core.store.sqlite import EpochRecord, ParaphraseRecord, Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -259,8 +259,8 @@ def test_decision_survives_a_new_store_object(stepped, tmp_path):
 _DECIDE_THEN_HANG = textwrap.dedent(
     """
     import sys, time
-    from mars_core.run import review
-    from mars_core.run.store import Store
+    from mars_core.review import paraphrases as review
+    from mars_core.store.sqlite import Store
 
     outcome = review.reject(Store(sys.argv[1]), int(sys.argv[2]), sys.argv[3], "kim")
     print("decided" if outcome.ok else outcome.message, flush=True)

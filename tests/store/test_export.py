@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from mars_core.data.pairs import PreferencePair
-from mars_core.run.export import export_rows, export_run
-from mars_core.run.store import EpochRecord, ParaphraseRecord, Store
+from mars_core.store.export import export_rows, export_run
+from mars_core.store.sqlite import EpochRecord, ParaphraseRecord, Store
 
 
 @pytest.fixture

@@ -11,12 +11,12 @@ import textwrap
 
 import pytest
 
-from mars_core.__main__ import main
+from mars_core.cli.main import main
 from mars_core.data.pairs import PreferencePair
 from mars_core.run.components import load_encoder, load_paraphraser
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig
 from mars_core.run.refine import RefinementRun
-from mars_core.run.store import Store
+from mars_core.store.sqlite import Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TOY = ["--data", "toy", "--pairs", "60", "--budget", "20", "--folds", "0"]
@@ -131,7 +131,7 @@ _KILLED_WHILE_CREATING = textwrap.dedent(
     import os, signal, sys
     from mars_core.run.config import DataConfig, RefineConfig, RunConfig
     from mars_core.run.refine import RefinementRun
-    from mars_core.run.store import Store
+    from mars_core.store.sqlite import Store
 
     def progress(stage, done, total, detail=""):
         if stage == "evaluating":  # epoch 0 is fitted, not yet stored
@@ -167,8 +167,8 @@ def test_an_interrupted_run_from_an_older_release_is_listed_and_deleted(capsys, 
 _HOLD_THEN_DIE = textwrap.dedent(
     """
     import sys, time
-    from mars_core.run.locks import new_owner
-    from mars_core.run.store import Store
+    from mars_core.store.locks import new_owner
+    from mars_core.store.sqlite import Store
 
     owner = new_owner()
     assert Store(sys.argv[1]).acquire_step_lock(1, owner)  # what a Step does first

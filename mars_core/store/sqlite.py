@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from mars_core.data.pairs import PreferencePair
-from mars_core.run import locks
-from mars_core.run.records import (
+from mars_core.store import locks
+from mars_core.store.records import (
     PARAPHRASE_STATUSES,
     REVIEW_STATUSES,
     EpochRecord,
@@ -34,7 +34,7 @@ from mars_core.run.records import (
     to_json,
     unpack_arrays,
 )
-from mars_core.run.store_schema import SCHEMA, SCHEMA_VERSION
+from mars_core.store.schema import SCHEMA, SCHEMA_VERSION
 
 # the records live in records.py; importing them from here keeps working
 __all__ = ["PARAPHRASE_STATUSES", "REVIEW_STATUSES", "EpochRecord", "MarginRow", "ParaphraseRecord",

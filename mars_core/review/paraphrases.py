@@ -34,8 +34,8 @@ from mars_core.data.toy import parse_toy_vector
 from mars_core.model.reward import RewardModel
 from mars_core.run.components import build_reward_model
 from mars_core.run.config import RunConfig
-from mars_core.run.export import export_rows, rows_to_bytes
-from mars_core.run.store import REVIEW_STATUSES, ParaphraseRecord, ReviewConflict, Store, StoreError
+from mars_core.store.export import export_rows, rows_to_bytes
+from mars_core.store.sqlite import REVIEW_STATUSES, ParaphraseRecord, ReviewConflict, Store, StoreError
 
 ORDERS = ("suspicious", "oldest")
 DEFAULT_SIMILARITY_FLOOR = 0.75  # FilterConfig.min_similarity's default, for runs that do not record one

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from mars_core.run.store import Store
+from mars_core.store.sqlite import Store
 
 EXPORT_FORMATS = ("jsonl", "csv")
 SELECTIONS = ("training", "all", "reviewed")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mars_core.run.uploads import save_upload
+from mars_core.store.uploads import save_upload
 
 
 def test_an_upload_lands_next_to_the_store_under_a_safe_name(tmp_path):

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from mars_core.__main__ import main
-from mars_core.run.compare import CompareSpec, plan, result_path, run_comparison
-from mars_core.run.compare_results import load_comparison, summary_rows
+from mars_core.cli.main import main
+from mars_core.compare.comparison import CompareSpec, plan, result_path, run_comparison
+from mars_core.compare.results import load_comparison, summary_rows
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig
 from mars_core.run.settings import config_from_values
-from mars_core.run.store import Store
+from mars_core.store.sqlite import Store
 
 STRATEGIES = ("none", "uniform", "won", "mars")
 

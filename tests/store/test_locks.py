@@ -12,16 +12,16 @@ import time
 import pytest
 
 from mars_core.data.pairs import PreferencePair
-from mars_core.run import locks
-from mars_core.run.store import Store
+from mars_core.store import locks
+from mars_core.store.sqlite import Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _HOLDER = textwrap.dedent(
     """
     import sys, time
-    from mars_core.run.locks import new_owner
-    from mars_core.run.store import Store
+    from mars_core.store.locks import new_owner
+    from mars_core.store.sqlite import Store
 
     owner = new_owner()
     assert Store(sys.argv[1]).acquire_step_lock(1, owner)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from mars_core.data.pairs import PreferencePair
-from mars_core.run.locks import new_owner
-from mars_core.run.store import EpochRecord, MarginRow, ParaphraseRecord, ReviewConflict, Store, StoreError
+from mars_core.store.locks import new_owner
+from mars_core.store.sqlite import EpochRecord, MarginRow, ParaphraseRecord, ReviewConflict, Store, StoreError
 
 
 def _pairs(n: int, prefix: str = "p") -> list[PreferencePair]:
@@ -142,8 +142,8 @@ def test_not_a_database_is_a_clear_error(tmp_path):
 _CHILD = textwrap.dedent(
     """
     import sys, time
-    from mars_core.run.store import Store
-    from tests.run.test_store import _epoch, _pairs
+    from mars_core.store.sqlite import Store
+    from tests.store.test_sqlite import _epoch, _pairs
 
     store = Store(sys.argv[1])
     run = store.list_runs()[0].id

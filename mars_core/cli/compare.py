@@ -18,8 +18,14 @@ from typing import Any
 
 from tqdm import tqdm
 
-from mars_core.run.compare import DEFAULT_STRATEGIES, STRATEGY_SETTINGS, SWEEPS, CompareSpec, run_comparison
-from mars_core.run.compare_results import Comparison, fmt_diff
+from mars_core.compare.comparison import (
+    DEFAULT_STRATEGIES,
+    STRATEGY_SETTINGS,
+    SWEEPS,
+    CompareSpec,
+    run_comparison,
+)
+from mars_core.compare.results import Comparison, fmt_diff
 from mars_core.run.settings import add_config_flags, config_from_args, settings
 
 _SET_PER_RUN = ("--strategy", "--seed")

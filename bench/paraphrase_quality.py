@@ -193,11 +193,10 @@ def main() -> None:
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
 
-    encoder = TextEncoder()
     cache_path = RESULTS / "paraphrase_quality_embeddings.npz"  # the judge's ~10k suite texts, encoded once
     vectors: dict[str, np.ndarray] = dict(np.load(cache_path)) if cache_path.exists() else {}
     known = len(vectors)
-    encoder.attach_persistent_cache(lambda keys: {k: vectors[k] for k in keys if k in vectors}, vectors.update)
+    encoder = TextEncoder().for_run((lambda keys: {k: vectors[k] for k in keys if k in vectors}, vectors.update))
     config = ParaphraseConfig(**({"model": args.model} if args.model else {}),
                               **({"candidates_per_unit": args.candidates} if args.candidates else {}),
                               **({"generations_per_unit": args.cap} if args.cap else {}),

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from mars_core.run.components import build_components  # noqa: E402
+from mars_core.run.components import build_runtime  # noqa: E402
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig, with_overrides  # noqa: E402
 from mars_core.run.refine import RefinementRun  # noqa: E402
 from mars_core.store.sqlite import Store  # noqa: E402
@@ -46,11 +46,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "bench.db")
         start = time.perf_counter()
-        components = build_components(config, store)
+        runtime = build_runtime(config, store)
         rows.append(("load encoder + paraphraser", time.perf_counter() - start, "once per process"))
 
         start = time.perf_counter()
-        run = RefinementRun.create(store, config, components=components)
+        run = RefinementRun.create(store, config, runtime=runtime)
         n_train = len(store.get_pairs(run.run_id, split="train"))
         rows.append(("epoch 0 (encode all texts, fit)", time.perf_counter() - start, f"{n_train} train pairs"))
 
@@ -62,17 +62,17 @@ def main() -> None:
         rows.append(("one Step, total", step_seconds, f"budget {args.budget}, {outcome.metrics['pairs_added']} pairs added"))
 
         tokens = outcome.metrics["paraphrase_tokens"]
-        gen_seconds = outcome.stage_seconds["paraphrasing"]
+        gen_seconds = outcome.stage_seconds["generating"]
         tok_s = tokens / gen_seconds if gen_seconds else float("nan")
         rows.append(("paraphrase generation", gen_seconds, f"{tokens} tokens, {tok_s:.1f} tokens/s, "
                      f"{outcome.metrics['paraphrases_kept']} kept of {outcome.metrics['paraphrases_generated']}"))
 
         train = store.training_pairs(run.run_id, "auto")
-        components.model.margins(train)  # warm the cache
+        runtime.model.margins(train)  # warm the cache
         start = time.perf_counter()
         repeats = 5
         for _ in range(repeats):
-            components.model.margins(train)
+            runtime.model.margins(train)
         per = (time.perf_counter() - start) / repeats
         rows.append(("rescore margins (cached features)", per, f"{len(train) / per:,.0f} pairs/s"))
 

@@ -180,7 +180,7 @@ def part_accuracy(args) -> dict:
 
 
 def part_step(args) -> dict:
-    from mars_core.run.components import build_components
+    from mars_core.run.components import build_runtime
     from mars_core.run.config import DataConfig, RefineConfig, RunConfig
     from mars_core.run.refine import RefinementRun
     from mars_core.store.sqlite import Store
@@ -193,11 +193,11 @@ def part_step(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "bench.db")
         start = time.perf_counter()
-        components = build_components(config, store)
-        components.paraphraser.model()  # load the LM now, not inside the timed Step
+        runtime = build_runtime(config, store)
+        runtime.paraphraser.model()  # load the LM now, not inside the timed Step
         load = time.perf_counter() - start
         start = time.perf_counter()
-        run = RefinementRun.create(store, config, components=components)
+        run = RefinementRun.create(store, config, runtime=runtime)
         epoch0 = time.perf_counter() - start
         start = time.perf_counter()
         outcome = run.step()

@@ -54,6 +54,9 @@ class LMParaphraser(RowParaphraser):
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._eos_ids[0]
         self._prefix: tuple[tuple[int, ...], object] | None = None  # (token ids, KV cache of batch size 1)
 
+    def _start_run(self) -> None:
+        self._prefix = None  # a run's prefix cache is its own (whether a prefix is reused shapes its numerics)
+
     # -- prompts -------------------------------------------------------------------------------
     def prompt_ids(self, text: str, instruction: str) -> list[int]:
         messages = chat_messages(self.config.prompt_template, instruction, text)
@@ -85,7 +88,7 @@ class LMParaphraser(RowParaphraser):
         """Called after every decoding step (a seam for tests that slow the model down on purpose)."""
 
     def _shared_prefix(self, prompts: list[list[int]]):  # noqa: ANN202 - (length, cache or None)
-        """KV cache of the token prefix every prompt shares, computed once per paraphraser and reused."""
+        """KV cache of the token prefix every prompt shares, computed once per run (``for_run``) and reused."""
         import torch
 
         common = prompts[0]

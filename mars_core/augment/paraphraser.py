@@ -14,9 +14,11 @@ the toy suite's vector perturber).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -262,6 +264,8 @@ class RowParaphraser:
 
     Subclasses set ``name``, ``config`` (with ``instruction``) and implement ``_generate_rows``, which
     fills ``raw`` (and ``tokens``) or ``error`` of each row it is given and never raises for one bad row.
+    A loaded paraphraser is shared read-only between runs: each run works through ``for_run(its cache)``,
+    and generation into the shared model is serialised by one lock.
     """
 
     name: str
@@ -270,6 +274,18 @@ class RowParaphraser:
     def __init__(self, instruction: str, cache: ParaphraseCache | None) -> None:
         self.instruction = instruction
         self.cache = cache
+        self._generating = threading.Lock()  # shared by every view of this model
+
+    def for_run(self, cache: ParaphraseCache | None) -> RowParaphraser:
+        """A view with this loaded model and one run's own state: its cache, fresh per-run caches
+        (``_start_run``). The shared object itself is never rewired."""
+        view = copy.copy(self)
+        view.cache = cache
+        view._start_run()
+        return view
+
+    def _start_run(self) -> None:
+        """Forget what belongs to the run this object was copied from (subclasses: caches made while generating)."""
 
     def paraphrase(
         self, texts: Sequence[str], n: int | Sequence[int], seed: int, *,
@@ -299,7 +315,8 @@ class RowParaphraser:
             else:
                 todo.append(row)
         if todo:
-            self._generate_rows(todo, instruction, seed)
+            with self._generating:
+                self._generate_rows(todo, instruction, seed)
             for row in todo:
                 if row.raw is not None and self.cache is not None:
                     self.cache.put(row.key, [row.raw])

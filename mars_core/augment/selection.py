@@ -16,6 +16,7 @@ paraphraser.row_key), so the k-th candidate of a text is the same whichever stra
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -33,13 +34,12 @@ class Selection:
 
     candidates: list[Candidate]
     generations: int = 0  # LM rows produced (cache hits included)
-    requested_rows: int = 0  # rows asked for (failed ones included)
     tokens: int = 0
     seconds: float = 0.0
+    filter_seconds: float = 0.0  # judging candidates and picking the best, between the rounds
     cache_hits: int = 0
     rounds: int = 0
     failures: list[tuple[str, str]] = field(default_factory=list)
-    next_index: list[int] = field(default_factory=list)  # per request: the first row index not used yet
 
     @property
     def kept(self) -> list[Candidate]:
@@ -80,7 +80,7 @@ def select_paraphrases(
     starts = list(first) if first is not None else [0] * len(requests)
     outputs: list[list[str]] = [[] for _ in requests]
     caps = [int(c) * generations_per_unit for c in counts]
-    result = Selection(candidates=[], next_index=list(starts))
+    result = Selection(candidates=[])
     total_units = int(sum(counts))
     filled = [0] * len(requests)
     while True:
@@ -96,21 +96,21 @@ def select_paraphrases(
                                      first=[starts[i] + len(outputs[i]) for i in todo])
         result.rounds += 1
         result.generations += got.generations
-        result.requested_rows += sum(ask)
         result.tokens += got.tokens
         result.seconds += got.seconds
         result.cache_hits += got.cache_hits
         result.failures += got.failures
         for i, texts in zip(todo, got.texts):
             outputs[i] += list(texts) + [""] * (ask[i] - len(texts))
+        judging = time.perf_counter()
         result.candidates = _select(judge(requests, outputs, encoder, filters), requests, counts, starts)
+        result.filter_seconds += time.perf_counter() - judging
         filled = [0] * len(requests)
         slot = {(r.pair_id, r.side): i for i, r in enumerate(requests)}
         for cand in result.kept:
             filled[slot[(cand.pair_id, cand.side)]] += 1
         if on_round is not None:
             on_round(sum(filled), total_units)
-    result.next_index = [s + len(o) for s, o in zip(starts, outputs)]
     return result
 
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from mars_core.analysis.best_of_n import CandidateSets, best_of_n, text_candidates, toy_candidates
 from mars_core.compare.results import Comparison, summarize, write_summary
-from mars_core.run.components import build_components
+from mars_core.run.components import build_runtime
 from mars_core.run.config import RunConfig, with_overrides
 from mars_core.run.jobs import Job, JobRunner
 from mars_core.run.refine import RefinementRun
@@ -256,14 +256,14 @@ def execute_run(store: Store, spec: CompareSpec, key: RunKey, out: Path, progres
     """Create (or resume) one run, step it until its stop rule fires, score it and write its result file."""
     config = run_config(spec, key)
     started = time.perf_counter()
-    components = build_components(config, store)
+    runtime = build_runtime(config, store)
     existing = [r.id for r in store.list_runs() if r.name == key.name and store.last_epoch(r.id) is not None]
     earlier = 0.0  # seconds of the epochs a killed call already committed (a resumed run's time counts whole)
     if existing:
-        run = RefinementRun.open(store, existing[-1], components)
+        run = RefinementRun.open(store, existing[-1], runtime)
         earlier = sum(float(row.get("seconds") or 0.0) for row in store.epoch_table(run.run_id))
     else:
-        run = RefinementRun.create(store, config, name=key.name, components=components, progress=progress)
+        run = RefinementRun.create(store, config, name=key.name, runtime=runtime, progress=progress)
     while run.stop_reason() is None:
         run.step(progress=progress)
     result = run_result(store, run, spec, key)
@@ -305,7 +305,7 @@ def run_result(store: Store, run: RefinementRun, spec: CompareSpec, key: RunKey)
     candidates = bon_candidates(spec, key.seed)
     if candidates is not None:
         prompts, responses = candidates.flat()
-        rewards = np.asarray(run.components.model.rewards(prompts, responses), dtype=float).reshape(candidates.shape())
+        rewards = np.asarray(run.runtime.model.rewards(prompts, responses), dtype=float).reshape(candidates.shape())
         outcome = best_of_n(rewards, candidates.gold)
         result["bon_picked_gold"] = outcome.picked_gold.tolist()
         result["bon_best_gold"] = outcome.best_gold.tolist()

@@ -6,9 +6,11 @@ unless the user names a hub id themselves.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib.util
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -90,8 +92,10 @@ def text_key(model: str, text: str) -> str:
 class TextEncoder:
     """Sentence embeddings (L2-normalised) computed once per distinct text.
 
-    An optional persistent cache (the store's feature table) means a restarted run does not
-    re-encode what it has seen; see ``attach_persistent_cache``.
+    One loaded network may serve several runs at once: each run encodes through its own view
+    (``for_run``), whose caches are its own and whose persistent cache is its store's feature table (a
+    restarted run does not re-encode what it has seen). Calls into the shared network and tokenizer are
+    serialised by one lock (a fast tokenizer used from two threads at once can fail).
     """
 
     def __init__(self, model: str = DEFAULT_ENCODER, device: str | None = None, batch_size: int = 64) -> None:
@@ -106,10 +110,14 @@ class TextEncoder:
         self._memory: dict[str, np.ndarray] = {}
         self._persist: tuple[GetMany, PutMany] | None = None
         self.encoded_count = 0  # texts actually run through the network (cache misses)
+        self._lock = threading.RLock()  # shared by every view of this network
 
-    def attach_persistent_cache(self, get_many: GetMany, put_many: PutMany) -> None:
-        """Read misses from, and write new vectors to, a persistent cache keyed by ``text_key``."""
-        self._persist = (get_many, put_many)
+    def for_run(self, persist: tuple[GetMany, PutMany] | None) -> TextEncoder:
+        """A view with the same network and caches of its own: misses are read from, and new vectors written
+        to, ``persist`` = (get_many, put_many) keyed by ``text_key`` (a run's store), if given."""
+        view = copy.copy(self)
+        view._memory, view._persist, view.encoded_count = {}, persist, 0
+        return view
 
     @property
     def tokenizer(self):
@@ -126,13 +134,11 @@ class TextEncoder:
             if key not in self._memory:
                 todo[key] = text
         if todo:
-            vectors = self._model.encode(
-                list(todo.values()),
-                batch_size=self.batch_size,
-                convert_to_numpy=True,
-                normalize_embeddings=True,
-                show_progress_bar=False,
-            ).astype(np.float32)
+            with self._lock:
+                vectors = self._model.encode(
+                    list(todo.values()), batch_size=self.batch_size, convert_to_numpy=True,
+                    normalize_embeddings=True, show_progress_bar=False,
+                ).astype(np.float32)
             fresh = dict(zip(todo.keys(), vectors))
             self._memory.update(fresh)
             self.encoded_count += len(fresh)
@@ -148,7 +154,8 @@ class TextEncoder:
         The whole text is tokenised on purpose (to count and cut it), so transformers' "sequence
         length > maximum ... indexing errors" warning does not apply: this text never reaches the model.
         """
-        encoded = self.tokenizer(text, add_special_tokens=False, verbose=False, return_offsets_mapping=True)
+        with self._lock:
+            encoded = self.tokenizer(text, add_special_tokens=False, verbose=False, return_offsets_mapping=True)
         ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
         if len(ids) <= budget_tokens:
             return text

@@ -37,7 +37,7 @@ from mars_core.model.checkpoints import checkpoint_state, read_checkpoint_state,
 from mars_core.model.encoders import resolve_model
 from mars_core.model.finetune_curvature import deep_pair_curvature, deep_spectrum, head_spectrum, score_layer
 from mars_core.model.reward_config import RewardModelConfig
-from mars_core.model.train import FitReport
+from mars_core.model.train import FitReport, global_torch_rng
 
 Progress = Callable[..., None]
 MAX_GRAD_NORM = 1.0  # the usual clip (TRL/Trainer default): one bad batch cannot undo an epoch
@@ -80,9 +80,8 @@ class FinetuneRewardModel:
 
     # -- weights --------------------------------------------------------------------------------
     def _load_weights(self, source: Path | str) -> None:
-        torch.manual_seed(self.config.seed)  # the new score head starts the same every time
-        try:
-            with _quiet_transformers():  # "classifier newly initialised" is expected, not news
+        try:  # the new score head starts the same every time
+            with global_torch_rng(self.config.seed), _quiet_transformers():  # "classifier newly initialised" ...
                 model = AutoModelForSequenceClassification.from_pretrained(
                     str(source), num_labels=1, trust_remote_code=self.config.trust_remote_code
                 )
@@ -138,6 +137,10 @@ class FinetuneRewardModel:
 
     # -- training -------------------------------------------------------------------------------
     def fit(self, pairs: Sequence[PreferencePair], progress: Progress | None = None) -> FitReport:
+        with global_torch_rng(self.config.seed * 1000 + self.fits + 1):  # dropout masks: fit n draws seed·1000 + n
+            return self._fit(pairs, progress)
+
+    def _fit(self, pairs: Sequence[PreferencePair], progress: Progress | None) -> FitReport:
         cfg, acc = self.config, self.accelerator
         start = time.perf_counter()
         if not cfg.warm_start and self.fits > 0:
@@ -147,7 +150,6 @@ class FinetuneRewardModel:
         if not pairs:
             return FitReport(float("nan"), 0, 0.0, 0, str(self.device))
         seed = cfg.seed * 1000 + self.fits
-        torch.manual_seed(seed)  # dropout masks
         prompts = [p.prompt for p in pairs]
         plus = self.batcher.encode(prompts, [p.chosen for p in pairs])
         minus = self.batcher.encode(prompts, [p.rejected for p in pairs])

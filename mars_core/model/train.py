@@ -1,4 +1,4 @@
-"""Bradley-Terry training of a linear reward head, and seeding.
+"""Bradley-Terry training of a linear reward head, and the one guarded use of torch's global generator.
 
 L-BFGS rather than Adam: with L2 the linear BT loss is strictly convex, so L-BFGS reaches
 the unique optimum in a few dozen deterministic iterations, without a learning rate to tune
@@ -8,8 +8,10 @@ strategy comparisons about the data, not about optimiser noise.
 
 from __future__ import annotations
 
-import random
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,11 +51,21 @@ class FitReport:
     details: dict[str, Any] = field(default_factory=dict)  # model-specific, e.g. how many pairs were truncated
 
 
-def seed_everything(seed: int) -> None:
-    """Same seed, same results on CPU (GPU kernels may still differ in the last bits)."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
+_GLOBAL_TORCH_RNG = threading.RLock()
+
+
+@contextmanager
+def global_torch_rng(seed: int) -> Iterator[None]:
+    """Torch's global generator, seeded, for code that cannot take a ``torch.Generator`` (a transformer's
+    dropout masks, a new layer's initialisation), held by one thread at a time and restored afterwards.
+
+    Every other random draw in mars_core comes from a generator seeded from (run seed, epoch) and passed
+    down; jobs run in threads of one process, so reseeding the global generators there would let one
+    job's draws move another's. Code that needs the global generator runs inside this section instead.
+    """
+    with _GLOBAL_TORCH_RNG, torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
 
 
 def bt_loss(weights: torch.Tensor, delta_phi: torch.Tensor, l2: float) -> torch.Tensor:

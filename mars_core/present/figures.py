@@ -242,17 +242,7 @@ def toy_figure(
     return _layout(fig, title, height=620)
 
 
-def stage_seconds_figure(stages: pd.DataFrame, title: str = "Where the step's time went") -> go.Figure:
-    """Horizontal bars: seconds per stage of one step."""
-    fig = go.Figure(go.Bar(x=stages["seconds"], y=stages["stage"], orientation="h", marker_color="#1f77b4",
-                           text=[f"{s:.2f} s" for s in stages["seconds"]], textposition="auto"))
-    fig.update_yaxes(autorange="reversed")
-    fig.update_xaxes(title_text="seconds")
-    return _layout(fig, title, height=300)
-
-
 __all__: Sequence[str] = (
     "margin_histogram", "quality_curves", "allocation_figure", "strategy_comparison_figure", "spectrum_figure",
     "curvature_trend_figure", "curvature_scatter", "picked_curvature_figure", "ellipse_points", "toy_figure",
-    "stage_seconds_figure",
 )

@@ -75,14 +75,6 @@ def epoch_frame(epoch_table: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return frame.sort_values("epoch").reset_index(drop=True)
 
 
-def stage_seconds_frame(stage_seconds: Mapping[str, float]) -> pd.DataFrame:
-    """A step's time per stage, in the order the stages ran, with each one's share of the total."""
-    frame = pd.DataFrame({"stage": list(stage_seconds), "seconds": [float(v) for v in stage_seconds.values()]})
-    total = frame["seconds"].sum()
-    frame["share"] = frame["seconds"] / total if total > 0 else 0.0
-    return frame
-
-
 # -- margins -----------------------------------------------------------------------------------------
 def margins_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Store.margin_rows as a table, with |Δ|; q, count and curvature are NaN where the epoch has none."""

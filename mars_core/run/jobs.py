@@ -85,7 +85,7 @@ class Job:
         return min(1.0, (self.parts_done + within) / self.parts_total)
 
     def label(self) -> str:
-        """e.g. "epoch 2 of 3: paraphrasing 5 of 40 · 3 failed" or "run 3 of 12 (mars seed=0): training"."""
+        """e.g. "epoch 2 of 3: generating 5 of 40 · 3 failed" or "run 3 of 12 (mars seed=0): training"."""
         if self.parts_total > 1 and self.parts_done >= self.parts_total:
             return f"all {self.parts_total} {self.part_name}s done; finishing"
         where = f"{self.part_name} {self.parts_done + 1} of {self.parts_total}" if self.parts_total > 1 \

@@ -1,7 +1,10 @@
 """RefinementRun: the MARS epoch loop, one `step()` per epoch, everything persisted in the store.
 
-    score → allocate → paraphrase (select the best, retry the empty) → filter → cross pairs → sharpen (optional)
-    → retrain → evaluate → curvature → commit
+    read → score → allocate → generate and filter (select the best, retry the empty) → cross pairs
+    → sharpen (optional) → curvature of the added pairs → retrain → evaluate → spectrum → save → commit
+
+Each arrow is a stage of ``STAGES``, timed by the clock that times the epoch: an epoch's stored
+``stage_seconds`` add up to its stored ``seconds`` (all of it but the commit, which cannot time itself).
 
 Nothing of an epoch is visible until its single commit, so a killed process leaves the run at
 its last whole epoch and `RefinementRun.open` resumes it from there; generated paraphrases and
@@ -24,8 +27,7 @@ from mars_core.augment.selection import select_paraphrases
 from mars_core.data.pairs import PreferencePair
 from mars_core.model.checkpoints import new_run_folder
 from mars_core.model.reward import cross_fitted_margins
-from mars_core.model.train import seed_everything
-from mars_core.run.components import Components, build_components
+from mars_core.run.components import Runtime, build_runtime
 from mars_core.run.config import RunConfig
 from mars_core.run.epoch_metrics import EpochMetrics
 from mars_core.run.sources import SourceData, load_source
@@ -40,9 +42,24 @@ from mars_core.run.step_augment import (
 from mars_core.store.locks import new_owner
 from mars_core.store.sqlite import EpochRecord, MarginRow, ParaphraseRecord, Store
 
+# A Step's stages in order, each named for what it times (progress reports them; stage_seconds stores them):
+#   reading        the run's pairs, paraphrase rows used and last margins, from the store
+#   scoring        margins the allocation sees (cross-fitted or in-sample) and each pair's curvature
+#   allocating     budget units per pair, split into per-side paraphrase requests
+#   generating     the paraphraser's rounds (LM generation or cache reads); progress counts units filled
+#   filtering      the filters judging each round's candidates, and picking the best per unit
+#   crossing       stored records of every candidate, and the kept ones crossed into new pairs
+#   sharpening     contrast rewrites (semantic strategy only)
+#   added curvature  the added pairs' curvature under the model that chose them
+#   training       the reward model's fit on originals (+ added pairs the review policy lets train)
+#   evaluating     margins and summaries on train and test, and the KS distance to the last epoch
+#   spectrum       top eigenvalues and trace of the loss Hessian of the trained model
+#   saving         the model's state (a checkpoint on disk for the fine-tuned model) and the epoch's record
 STAGES = (
-    "scoring", "allocating", "paraphrasing", "filtering", "sharpening", "training", "evaluating", "curvature", "saving",
+    "reading", "scoring", "allocating", "generating", "filtering", "crossing", "sharpening", "added curvature",
+    "training", "evaluating", "spectrum", "saving",
 )
+EPOCH0_STAGES = ("training", "evaluating", "spectrum", "saving")
 
 # progress(stage, done, total, detail=""): called at the start of each stage and as its work advances;
 # detail is a short free text (e.g. "loss 0.61") that a status line may show
@@ -60,18 +77,19 @@ class StepInProgress(RuntimeError):
 @dataclass
 class StepOutcome:
     epoch: int
-    metrics: dict[str, Any]
+    metrics: dict[str, Any]  # as stored (EpochMetrics.to_dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
+    seconds: float = 0.0  # the epoch's stored seconds: the stages' sum, up to rounding
 
 
 class RefinementRun:
-    """A stored run plus the live components that advance it."""
+    """A stored run plus the runtime (models, caches, this run's views of shared models) that advances it."""
 
-    def __init__(self, store: Store, run_id: int, config: RunConfig, components: Components) -> None:
+    def __init__(self, store: Store, run_id: int, config: RunConfig, runtime: Runtime) -> None:
         self.store = store
         self.run_id = run_id
         self.config = config
-        self.components = components
+        self.runtime = runtime
         self._load_last_epoch()
 
     def _load_last_epoch(self) -> None:
@@ -82,44 +100,44 @@ class RefinementRun:
         self.epoch = last
         state = self.store.get_epoch(self.run_id, last, with_model=True).model_state
         if state is not None:
-            self.components.model.load_state(state)
+            self.runtime.model.load_state(state)
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
     def create(
-        cls, store: Store, config: RunConfig, name: str | None = None, components: Components | None = None,
+        cls, store: Store, config: RunConfig, name: str | None = None, runtime: Runtime | None = None,
         progress: Progress | None = None, data: SourceData | None = None,
     ) -> RefinementRun:
         """Load the data (unless given), fit epoch 0 (no augmentation), then store the run and epoch 0 at once."""
         data = data or load_source(config.data)
         train, test, description = data.train, data.test, data.description
         config.check_training_size(len(train))
-        components = components or build_components(config, store)
-        seed_everything(config.refine.seed)
-        notify = progress or _quiet
-        notify("training", 0, 1)
-        start = time.perf_counter()
-        components.model.use_checkpoint_dir(new_run_folder(store.path))  # fine-tuned weights live beside the store
-        fit = components.model.fit(train, progress=notify)
-        notify("evaluating", 0, 1)
-        test_summary, train_summary, margins = _evaluate(components, train, [], test, None, None)
+        runtime = runtime or build_runtime(config, store)
+        model = runtime.model
+        timer = _StageTimer(progress or _quiet)
+        with timer("training"):
+            model.use_checkpoint_dir(new_run_folder(store.path))  # fine-tuned weights live beside the store
+            fit = model.fit(train, progress=timer.progress)
+        with timer("evaluating"):
+            test_summary, train_summary, margins = _evaluate(runtime, train, [], test, None, None)
+        with timer("spectrum"):
+            curvature = model.spectrum(train, k=config.refine.curvature_k).to_dict()
+        with timer("saving"):
+            state = model.state()
         metrics = EpochMetrics(
             epoch=0, test=test_summary, train=train_summary, pairs_trained=len(train), fit_loss=fit.loss,
-            fit_iterations=fit.iterations, fit_details=fit.details,
+            fit_iterations=fit.iterations, fit_details=fit.details, stage_seconds=timer.seconds,
         ).to_dict()
-        curvature = components.model.spectrum(train, k=config.refine.curvature_k).to_dict()
-        record = EpochRecord(
-            epoch=0, metrics=metrics, allocation={}, curvature=curvature, model_state=components.model.state(),
-            margins=margins, seconds=time.perf_counter() - start,
-        )
+        record = EpochRecord(epoch=0, metrics=metrics, allocation={}, curvature=curvature, model_state=state,
+                             margins=margins, seconds=timer.elapsed())
         run_id = store.create_run(name or description, config.to_dict(), description, train, test, epoch0=record)
-        return cls(store, run_id, config, components)
+        return cls(store, run_id, config, runtime)
 
     @classmethod
-    def open(cls, store: Store, run_id: int, components: Components | None = None) -> RefinementRun:
+    def open(cls, store: Store, run_id: int, runtime: Runtime | None = None) -> RefinementRun:
         """Resume a stored run (after a restart, in another process, or from the app's run picker)."""
         config = RunConfig.from_dict(store.get_run(run_id).config)
-        return cls(store, run_id, config, components or build_components(config, store))
+        return cls(store, run_id, config, runtime or build_runtime(config, store))
 
     # -- status ------------------------------------------------------------------------------
     def status(self) -> RunStatus:
@@ -173,86 +191,89 @@ class RefinementRun:
         )
 
     def _step(self, progress: Progress) -> StepOutcome:
-        cfg, comp, epoch = self.config, self.components, self.epoch + 1
-        seed = cfg.refine.seed * 1000 + epoch
-        seed_everything(seed)
+        cfg, rt, epoch = self.config, self.runtime, self.epoch + 1
+        seed = cfg.refine.seed * 1000 + epoch  # the epoch's random streams are generators seeded from this
         timer = _StageTimer(progress)
-        start = time.perf_counter()
 
-        with timer("scoring"):
+        with timer("reading"):
             inputs = self._read_inputs()
             train, originals = inputs.train, inputs.originals
+
+        with timer("scoring"):
             if cfg.cross_fits:
                 alloc_margins = cross_fitted_margins(
-                    comp.model, originals, inputs.synthetic, cfg.refine.cross_fit_folds, seed)
+                    rt.model, originals, inputs.synthetic, cfg.refine.cross_fit_folds, seed)
             else:
-                alloc_margins = comp.model.margins(originals)
-            picked_view = comp.model.pair_curvature(originals)  # curvature under the model that allocates
+                alloc_margins = rt.model.margins(originals)
+            picked_view = rt.model.pair_curvature(originals)  # curvature under the model that allocates
 
         with timer("allocating"):
             budget = min(cfg.refine.budget_per_epoch, inputs.budget_left)
             allocation = allocate(alloc_margins, budget, cfg.allocation, seed=seed)
+            requests, counts = paraphrase_requests(originals, allocation, seed)
 
-        requests, counts = paraphrase_requests(originals, allocation, seed)
-        with timer("paraphrasing", total=int(sum(counts))):
+        with timer("generating", total=int(sum(counts))):
             # rows are seeded by the run seed, not the epoch: row k of a text is the same for every
             # strategy and epoch that asks (the cache shares it), and each epoch starts after the rows used
             selection = select_paraphrases(
-                comp.paraphraser, requests, counts, comp.encoder, cfg.filters,
+                rt.paraphraser, requests, counts, rt.encoder, cfg.filters,
                 cfg.paraphrase.candidates_per_unit, cfg.paraphrase.generations_per_unit, cfg.refine.seed,
                 first=[inputs.rows_used.get((r.pair_id, r.side), 0) for r in requests],
-                on_round=lambda filled, total: progress("paraphrasing", filled, total),
+                on_round=lambda filled, total: progress("generating", filled, total),
             )
+        timer.split("generating", "filtering", selection.filter_seconds)  # the filters ran between the rounds
 
-        with timer("filtering"):
-            records, new_pairs = build_synthetic(originals, selection.candidates, epoch, comp.paraphraser.name)
+        with timer("crossing"):
+            records, new_pairs = build_synthetic(originals, selection.candidates, epoch, rt.paraphraser.name)
 
         contrast: tuple[list[ParaphraseRecord], list[PreferencePair]] = ([], [])
-        if cfg.semantic.enabled and comp.encoder is not None:
+        if cfg.semantic.enabled and rt.encoder is not None:
             with timer("sharpening"):
-                contrast = sharpen(originals, allocation, comp.paraphraser, comp.encoder, cfg.semantic, epoch, seed)
+                contrast = sharpen(originals, allocation, rt.paraphraser, rt.encoder, cfg.semantic, epoch, seed)
         records += contrast[0]
         new_pairs += contrast[1]
 
-        # the paper's claim is about these: curvature the added pairs bring, under the model that chose them
-        added_curvature = comp.model.pair_curvature(new_pairs) if new_pairs else np.zeros(0)
+        with timer("added curvature"):
+            # the paper's claim is about these: curvature the added pairs bring, under the model that chose them
+            added_curvature = rt.model.pair_curvature(new_pairs) if new_pairs else np.zeros(0)
 
         with timer("training"):
             trainable_new = new_pairs if cfg.refine.review_policy == "auto" else []
-            fit = comp.model.fit(train + trainable_new, progress=progress)
+            fit = rt.model.fit(train + trainable_new, progress=progress)
 
         with timer("evaluating"):
             test_summary, train_summary, margin_rows = _evaluate(
-                comp, originals, new_pairs, inputs.test, allocation, alloc_margins
+                rt, originals, new_pairs, inputs.test, allocation, alloc_margins
             )
             test_margins = [r.margin for r in margin_rows if r.split == "test"]
             previous = inputs.previous_test_margins
             ks = ks_statistic(previous, test_margins) if previous and test_margins else None
 
-        with timer("curvature"):
-            curvature = comp.model.spectrum(train + trainable_new, k=cfg.refine.curvature_k).to_dict()
+        with timer("spectrum"):
+            curvature = rt.model.spectrum(train + trainable_new, k=cfg.refine.curvature_k).to_dict()
 
-        counts_arr = np.asarray(allocation.counts, dtype=float)
+        with timer("saving"):
+            state = rt.model.state()
+            allocation_summary = _allocation_summary(allocation, cfg)
+            counts_arr = np.asarray(allocation.counts, dtype=float)
+            augmentation = augmentation_metrics(counts, selection, len(new_pairs), len(contrast[0]))
+        seconds = timer.elapsed()
         metrics = EpochMetrics(
             epoch=epoch, test=test_summary, train=train_summary,
             pairs_trained=len(train) + len(trainable_new), fit_loss=fit.loss, fit_iterations=fit.iterations,
-            fit_details=fit.details,
-            augmentation=augmentation_metrics(counts, selection, len(new_pairs), len(contrast[0])),
-            ks_vs_previous=ks,
+            fit_details=fit.details, augmentation=augmentation, ks_vs_previous=ks,
             picked_curvature=_weighted_mean(picked_view, counts_arr),
             added_curvature=float(np.mean(added_curvature)) if len(added_curvature) else None,
             mean_curvature=float(np.mean(picked_view)) if len(picked_view) else None,
             stage_seconds=timer.seconds,
         ).to_dict()
-        with timer("saving"):
-            record = EpochRecord(
-                epoch=epoch, metrics=metrics, allocation=_allocation_summary(allocation, cfg), curvature=curvature,
-                model_state=comp.model.state(), margins=margin_rows, new_pairs=new_pairs,
-                new_paraphrases=records, seconds=time.perf_counter() - start,
-            )
-            self.store.commit_epoch(self.run_id, record)
+        record = EpochRecord(
+            epoch=epoch, metrics=metrics, allocation=allocation_summary, curvature=curvature, model_state=state,
+            margins=margin_rows, new_pairs=new_pairs, new_paraphrases=records, seconds=seconds,
+        )
+        self.store.commit_epoch(self.run_id, record)
         self.epoch = epoch
-        return StepOutcome(epoch, metrics, timer.seconds)
+        return StepOutcome(epoch, metrics, timer.seconds, seconds)
 
 
 # -- pieces of a step (module functions: each testable alone) ---------------------------------------
@@ -272,8 +293,11 @@ def _quiet(stage: str, done: int, total: int, detail: str = "") -> None:
 
 
 class _StageTimer:
+    """Times stages back to back on one clock, started with the epoch, so the stages add up to the epoch."""
+
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
+        self.started = time.perf_counter()
         self.seconds: dict[str, float] = {}
 
     @contextmanager
@@ -281,15 +305,24 @@ class _StageTimer:
         self.progress(stage, 0, total)
         start = time.perf_counter()
         yield
-        self.seconds[stage] = round(time.perf_counter() - start, 4)
+        self.seconds[stage] = round(time.perf_counter() - start, 5)
+
+    def split(self, stage: str, part: str, seconds: float) -> None:
+        """Move ``seconds`` of a timed stage to ``part``: work that ran interleaved inside it."""
+        moved = round(min(max(seconds, 0.0), self.seconds[stage]), 5)
+        self.seconds[stage] = round(self.seconds[stage] - moved, 5)
+        self.seconds[part] = moved
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
 
 
 def _evaluate(
-    comp: Components, originals: Sequence[PreferencePair], new_pairs: Sequence[PreferencePair],
+    runtime: Runtime, originals: Sequence[PreferencePair], new_pairs: Sequence[PreferencePair],
     test: Sequence[PreferencePair], allocation: Allocation | None, alloc_margins: np.ndarray | None,
 ) -> tuple[MarginMetrics, MarginMetrics, list[MarginRow]]:
     """(test summary, train summary, margin rows) under the current model."""
-    model = comp.model
+    model = runtime.model
     train_margins = model.margins(originals)
     train_curv = model.pair_curvature(originals)
     test_margins = model.margins(test) if test else np.zeros(0)

@@ -255,7 +255,7 @@ def test_a_demo_step_through_the_openai_path_keeps_provenance_and_not_the_key(se
     assert m["paraphrases_requested"] == 6 and m["paraphrases_generated"] == len(server.requests) >= 6
     records = store.get_paraphrases(run.run_id)
     assert len(records) == m["paraphrases_generated"]
-    assert {r.model for r in records} == {run.components.paraphraser.name}
+    assert {r.model for r in records} == {run.runtime.paraphraser.name}
     assert records[0].model.startswith(f"openai:{server.url}#canned|")
     assert run.budget_spent() == m["paraphrases_kept"]
     assert KEY.encode() not in (tmp_path / "runs.db").read_bytes()

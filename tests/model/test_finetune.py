@@ -186,7 +186,7 @@ def test_a_step_runs_and_a_killed_step_resumes_from_the_last_whole_epoch(tmp_pat
     checkpoint = str(np.asarray(stored.model_state["checkpoint"]))
     assert checkpoint.endswith("epoch-1") and str(tmp_path / "runs-runs") in checkpoint
     test_pairs = store.get_pairs(run.run_id, split="test")
-    after_epoch1 = run.components.model.margins(test_pairs)
+    after_epoch1 = run.runtime.model.margins(test_pairs)
 
     class Killed(Exception):
         pass
@@ -198,10 +198,10 @@ def test_a_step_runs_and_a_killed_step_resumes_from_the_last_whole_epoch(tmp_pat
     with pytest.raises(Killed):
         run.step(progress=kill_mid_training)
     assert store.epochs(run.run_id) == [0, 1]
-    assert not np.allclose(run.components.model.margins(test_pairs), after_epoch1)
+    assert not np.allclose(run.runtime.model.margins(test_pairs), after_epoch1)
     resumed = RefinementRun.open(store, run.run_id)
     assert resumed.epoch == 1
-    np.testing.assert_allclose(resumed.components.model.margins(test_pairs), after_epoch1, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(resumed.runtime.model.margins(test_pairs), after_epoch1, rtol=0, atol=1e-6)
     resumed.step()
     state2 = store.get_epoch(run.run_id, 2, with_model=True).model_state
     assert str(np.asarray(state2["checkpoint"])).endswith("epoch-2")

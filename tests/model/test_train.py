@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 import pytest
 import torch
 from scipy.optimize import minimize
 
-from mars_core.model.train import TrainConfig, bt_loss, fit_linear_bt, seed_everything
+from mars_core.model.train import TrainConfig, bt_loss, fit_linear_bt, global_torch_rng
 
 
 def _loss(w: np.ndarray, delta_phi: np.ndarray, l2: float) -> float:
@@ -56,11 +57,42 @@ def test_no_pairs_keeps_the_weights():
     assert report.n_pairs == 0 and math.isnan(report.loss)
 
 
-def test_config_validation_and_seeding():
+def test_config_validation():
     for bad in (dict(l2=-1.0), dict(max_iter=0), dict(tolerance=0.0)):
         with pytest.raises(ValueError):
             TrainConfig(**bad)
-    seed_everything(5)
-    a = (np.random.rand(), torch.rand(1).item())
-    seed_everything(5)
-    assert (np.random.rand(), torch.rand(1).item()) == a
+
+
+def test_the_global_torch_generator_is_seeded_inside_the_section_and_restored_after():
+    torch.manual_seed(123)
+    outside = torch.rand(3)
+    torch.manual_seed(123)
+    with global_torch_rng(5):
+        first = torch.rand(3)
+    with global_torch_rng(5):
+        assert torch.equal(torch.rand(3), first), "same seed, same draws"
+    assert torch.equal(torch.rand(3), outside), "the caller's stream goes on as if the section never ran"
+
+
+def test_the_section_is_held_by_one_thread_at_a_time():
+    inside, release, entered = threading.Event(), threading.Event(), []
+
+    def holder() -> None:
+        with global_torch_rng(1):
+            inside.set()
+            release.wait(10)
+
+    def second() -> None:
+        with global_torch_rng(2):
+            entered.append(release.is_set())
+
+    first_thread, second_thread = threading.Thread(target=holder), threading.Thread(target=second)
+    first_thread.start()
+    assert inside.wait(10)
+    second_thread.start()
+    second_thread.join(0.3)
+    assert entered == [], "the second job waits while the first holds the generator"
+    release.set()
+    first_thread.join(10)
+    second_thread.join(10)
+    assert entered == [True]

@@ -145,9 +145,3 @@ def test_toy_figure_draws_boundary_perpendicular_to_w_and_rings_the_picked_pairs
     assert by_name["synthetic pairs"]["text"] == ["s"]
     assert {"Hessian ellipse", "Hessian ellipse before", "gold boundary w*ᵀΔφ = 0"} <= set(by_name)
     assert spec["layout"]["yaxis"]["scaleanchor"] == "x"
-
-
-def test_stage_seconds_figure_lists_stages_in_order():
-    stages = views.stage_seconds_frame({"scoring": 0.5, "paraphrasing": 9.0, "training": 1.0})
-    spec = _spec(figures.stage_seconds_figure(stages))
-    assert spec["data"][0]["y"] == ["scoring", "paraphrasing", "training"]

@@ -49,12 +49,6 @@ def test_epoch_frame_flattens_metrics_allocation_and_spectrum(toy_run):
     assert np.isnan(frame.loc[0, "picked_curvature"]) and np.isfinite(frame.loc[1, "picked_curvature"])
 
 
-def test_stage_seconds_frame_keeps_order_and_shares():
-    frame = views.stage_seconds_frame({"scoring": 1.0, "paraphrasing": 3.0})
-    assert frame["stage"].tolist() == ["scoring", "paraphrasing"]
-    assert frame["share"].tolist() == pytest.approx([0.25, 0.75])
-
-
 @settings(max_examples=60, deadline=None)
 @given(hs.lists(hs.lists(hs.floats(-50, 50), min_size=1, max_size=30), min_size=1, max_size=4),
        hs.integers(1, 60))

@@ -98,7 +98,7 @@ def test_queue_joins_each_paraphrase_with_its_pair_and_margin(stepped):
         assert row.margin == pytest.approx(float(model.margins([pair])[0]), abs=1e-6)
         assert row.margin_after == pytest.approx(row.margin + row.margin_shift)
     # the reward model is the last epoch's: the one the next step allocates with
-    np.testing.assert_array_equal(model.weights, run.components.model.weights)
+    np.testing.assert_array_equal(model.weights, run.runtime.model.weights)
 
 
 def _hand_made_epoch(tmp_path):

@@ -88,7 +88,7 @@ def test_a_failing_job_records_the_error_instead_of_raising(tmp_path):
 @pytest.mark.parametrize(("report", "epochs", "label"), [
     (("loading models", 0, 1), 1, "one epoch: loading models"),
     (("scoring", 0, 1), 1, "one epoch: scoring"),
-    (("paraphrasing", 5, 40), 3, "epoch 1 of 3: paraphrasing 5 of 40"),
+    (("generating", 5, 40), 3, "epoch 1 of 3: generating 5 of 40"),
     (("training", 12, 40, "loss 0.61"), 1, "one epoch: training 12 of 40 · loss 0.61"),
     (("training", 0, 1, "batch 12/40, loss 0.61"), 2, "epoch 1 of 2: training · batch 12/40, loss 0.61"),
 ])
@@ -101,8 +101,8 @@ def test_label_shows_the_stage_its_count_and_the_detail(report, epochs, label):
 def test_fraction_counts_finished_epochs_and_the_stage_reached():
     job = Job("k", "t", parts_total=2, part_name="epoch", stages=STAGES)
     assert job.fraction() == 0.0
-    job.progress("paraphrasing", 10, 20)
-    within = (STAGES.index("paraphrasing") + 0.5) / len(STAGES)
+    job.progress("generating", 10, 20)
+    within = (STAGES.index("generating") + 0.5) / len(STAGES)
     assert job.fraction() == pytest.approx(within / 2)
 
 

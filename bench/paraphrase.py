@@ -147,7 +147,7 @@ def ours(para: LMParaphraser, texts: list[str], **changes) -> dict:
             "texts_s": len(texts) / got.seconds, "failures": len(got.failures)}
 
 
-def with_threads(threads: int, run):  # noqa: ANN001, ANN202
+def with_threads(threads: int, run):
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

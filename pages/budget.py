@@ -8,6 +8,12 @@ import streamlit as st
 
 from mars_core.present import figures, readouts, views
 from mars_core.present.app_shell import epoch_picker, page_frame, run_config
+from mars_core.run.epoch_metrics import AllocationSummary
+
+
+def _number(value: float | None, spec: str) -> str:
+    return "—" if value is None else format(value, spec)  # summaries of older stores lack some values
+
 
 store, run_id, done = page_frame(
     "Budget", "q_i = softmax(−τ·m_i / scale) with m = |Δ| (or Δ); the budget B_t of kept paraphrases is "
@@ -18,19 +24,19 @@ if done:
     allocated = [e for e in done if e >= 1]
     if allocated:
         epoch = epoch_picker(allocated, "budget_epoch")
-        summary = store.get_epoch(run_id, epoch).allocation
+        summary = AllocationSummary.from_dict(store.get_epoch(run_id, epoch).allocation)
         st.subheader(f"Epoch {epoch}: the allocation in force")
         cols = st.columns(4)
-        cols[0].metric("Strategy", summary.get("strategy", "?"))
-        cols[1].metric("τ (configured)", f"{summary.get('tau', float('nan')):g}")
-        cols[2].metric("τ in force", f"{summary.get('tau_in_force', float('nan')):.3g}",
+        cols[0].metric("Strategy", summary.strategy)
+        cols[1].metric("τ (configured)", _number(summary.tau, "g"))
+        cols[2].metric("τ in force", _number(summary.tau_in_force, ".3g"),
                        help="the τ applied to m itself: τ for raw, τ/std(Δ) for std; 0 for uniform/none")
-        cols[3].metric("Effective pairs exp(H(q))", f"{summary.get('effective_n', float('nan')):.1f}")
+        cols[3].metric("Effective pairs exp(H(q))", _number(summary.effective_n, ".1f"))
         st.markdown(
-            f"Margin mode **{summary.get('margin_mode')}** ({'m = |Δ|' if summary.get('margin_mode') == 'abs' else 'm = Δ'}), "
-            f"τ scale **{summary.get('tau_scale')}**, margins the allocation saw: **{summary.get('margin_source')}**, "
-            f"budget **{summary.get('budget')}** generations, **{summary.get('total')}** allocated over "
-            f"**{summary.get('pairs_picked')}** pairs."
+            f"Margin mode **{summary.margin_mode}** ({'m = |Δ|' if summary.margin_mode == 'abs' else 'm = Δ'}), "
+            f"τ scale **{summary.tau_scale}**, margins the allocation saw: **{summary.margin_source}**, "
+            f"budget **{summary.budget}** kept paraphrases, **{summary.total}** allocated over "
+            f"**{summary.pairs_picked}** pairs."
         )
         table = views.allocation_frame(frame, epoch)
         st.plotly_chart(figures.allocation_figure(table, f"Epoch {epoch}: shares and counts, sorted"),

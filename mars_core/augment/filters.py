@@ -40,7 +40,7 @@ REASONS: tuple[str, ...] = (
 
 
 def help_field(default, help: str):
-    """A config field with a help string (shown by the UI and the CLI, read with ``config_help``)."""
+    """A config field with a help string (run/settings.py shows it in the CLI's --help and the New-run form)."""
     return field(default=default, metadata={"help": help})
 
 
@@ -104,11 +104,6 @@ class FilterConfig:
             )
         if self.length_unit not in ("words", "chars"):
             raise ValueError(f"length_unit must be 'words' or 'chars', got {self.length_unit!r}")
-
-
-def config_help(config_cls) -> dict[str, str]:
-    """Field name -> help text for any config dataclass built with ``help_field``."""
-    return {f.name: f.metadata.get("help", "") for f in fields(config_cls)}
 
 
 @dataclass

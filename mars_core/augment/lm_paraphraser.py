@@ -12,9 +12,13 @@ share (system prompt and few-shot examples) is computed once and reused.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import time
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mars_core.augment.extraction import trim_unfinished
 from mars_core.augment.paraphraser import (
@@ -40,8 +44,6 @@ class LMParaphraser(RowParaphraser):
     """Paraphrases with a local causal LM; see the module docstring for how it decodes."""
 
     def __init__(self, config: ParaphraseConfig | None = None, cache: ParaphraseCache | None = None) -> None:
-        import torch
-
         self.config = config or ParaphraseConfig()
         super().__init__(self.config.instruction, cache)
         self.device = pick_device(self.config.device)
@@ -87,10 +89,8 @@ class LMParaphraser(RowParaphraser):
     def _after_step(self) -> None:
         """Called after every decoding step (a seam for tests that slow the model down on purpose)."""
 
-    def _shared_prefix(self, prompts: list[list[int]]):  # noqa: ANN202 - (length, cache or None)
+    def _shared_prefix(self, prompts: list[list[int]]):  # (length, cache or None)
         """KV cache of the token prefix every prompt shares, computed once per run (``for_run``) and reused."""
-        import torch
-
         common = prompts[0]
         for p in prompts[1:]:
             n = 0
@@ -111,10 +111,6 @@ class LMParaphraser(RowParaphraser):
         return len(self._prefix[0]), self._prefix[1]
 
     def _decode(self, prompts: list[list[int]], budgets: list[int], seeds: list[int], rows: list[Row]) -> None:
-        import copy
-
-        import torch
-
         cfg = self.config
         started = time.perf_counter()
         limit = cfg.seconds_per_token * sum(budgets) + 5.0  # scales with the work asked, not per call
@@ -180,15 +176,13 @@ class LMParaphraser(RowParaphraser):
         return text if ended else trim_unfinished(text)
 
 
-def sample_tokens(logits, generators, temperature: float, top_p: float, top_k: int):  # noqa: ANN001, ANN201
+def sample_tokens(logits, generators, temperature: float, top_p: float, top_k: int):
     """One token per row: temperature + top-p inside the top-k, one uniform draw from each row's own stream.
 
     generate's sampler sorts the whole 49k vocabulary every step (a quarter of decoding time for a
     135M model); here the sort touches k tokens, exact whenever the nucleus has at most k tokens.
     Temperature 0 is greedy.
     """
-    import torch
-
     if temperature == 0:
         return logits.argmax(-1).cpu()
     k = min(top_k or logits.shape[-1], logits.shape[-1])
@@ -207,16 +201,14 @@ def _row_seed(seed: int, key: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{int(seed)}|{key}".encode()).digest()[:8], "little") >> 1
 
 
-def _as_list(value) -> list:  # noqa: ANN001
+def _as_list(value) -> list:
     if value is None:
         return []
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _load(spec: str, device: str):  # noqa: ANN202 - (tokenizer, model)
+def _load(spec: str, device: str):  # (tokenizer, model)
     """Tokenizer and model, once; errors name the model that could not be loaded."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     resolved = resolve_model(spec)  # ModelNotFoundError for a path that does not exist
     directory, gguf_file = split_gguf(resolved)
     try:

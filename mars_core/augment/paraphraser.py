@@ -345,7 +345,7 @@ class PlainParaphraser:
     finished texts. ``instruction`` is ignored: such a paraphraser has one way to rewrite.
     """
 
-    def __init__(self, inner) -> None:  # noqa: ANN001 - anything with .name and .paraphrase
+    def __init__(self, inner) -> None:  # anything with .name and .paraphrase
         self.inner = inner
         self.name = inner.name
 

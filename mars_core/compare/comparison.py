@@ -27,6 +27,7 @@ from mars_core.analysis.best_of_n import CandidateSets, best_of_n, text_candidat
 from mars_core.compare.results import Comparison, summarize, write_summary
 from mars_core.run.components import build_runtime
 from mars_core.run.config import RunConfig, with_overrides
+from mars_core.run.epoch_metrics import AllocationSummary, EpochMetrics
 from mars_core.run.jobs import Job, JobRunner
 from mars_core.run.refine import RefinementRun
 from mars_core.run.sources import load_source
@@ -275,26 +276,27 @@ def execute_run(store: Store, spec: CompareSpec, key: RunKey, out: Path, progres
 def run_result(store: Store, run: RefinementRun, spec: CompareSpec, key: RunKey) -> dict[str, Any]:
     """Everything the report needs about one finished run, with per-test-pair margins for paired bootstraps."""
     table = store.epoch_table(run.run_id)
-    last = table[-1]
-    metrics, curvature = last["metrics"], last["curvature"] or {}
+    epochs = [EpochMetrics.from_dict(row["metrics"]) for row in table]
+    metrics, curvature = epochs[-1], table[-1]["curvature"] or {}
     test = {p.id: p for p in store.get_pairs(run.run_id, split="test")}
     rows = store.margin_rows(run.run_id, run.epoch, "test")
-    later = table[1:]
+    later = epochs[1:]
+    allocations = [AllocationSummary.from_dict(row["allocation"]) for row in table[1:]]
     n_train = len(store.get_pairs(run.run_id, split="train", synthetic=False))
     top = curvature.get("top_k") or [float("nan")]
     result: dict[str, Any] = {
         "run_id": run.run_id, "strategy": key.strategy, "seed": key.seed, "params": dict(key.params),
         "epochs": run.epoch,
         "metrics": {
-            "test_accuracy": metrics.get("test_accuracy"), "test_snr": metrics.get("test_snr"),
-            "test_gold_accuracy": metrics.get("test_gold_accuracy"), "test_ece": metrics.get("test_ece"),
+            "test_accuracy": metrics.test.accuracy, "test_snr": metrics.test.snr,
+            "test_gold_accuracy": metrics.test.gold_accuracy, "test_ece": metrics.test.ece,
             "hessian_trace": curvature.get("trace"), "top_eigenvalue": top[0],
-            "synthetic_pairs": int(metrics.get("pairs_trained", n_train)) - n_train,
-            "lm_generations": sum(int(r["metrics"].get("paraphrases_generated", 0)) for r in later),
-            "budget_units": sum(int(r["allocation"].get("total", 0)) for r in later),
-            "paraphrases_kept": sum(int(r["metrics"].get("paraphrases_kept", 0)) for r in later),
-            "added_curvature": _mean_of([r["metrics"].get("added_curvature") for r in later]),
-            "epoch0_test_accuracy": table[0]["metrics"].get("test_accuracy"),
+            "synthetic_pairs": int(metrics.pairs_trained) - n_train,
+            "lm_generations": sum(int(m.augmentation.paraphrases_generated) for m in later),
+            "budget_units": sum(int(a.total) for a in allocations if a is not None),
+            "paraphrases_kept": sum(int(m.augmentation.paraphrases_kept) for m in later),
+            "added_curvature": _mean_of([m.added_curvature for m in later]),
+            "epoch0_test_accuracy": epochs[0].test.accuracy,
             "seconds": round(sum(float(r.get("seconds") or 0.0) for r in table), 3),
         },
         "test_ids": [r["pair_id"] for r in rows],

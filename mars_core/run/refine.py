@@ -29,7 +29,7 @@ from mars_core.model.checkpoints import new_run_folder
 from mars_core.model.reward import cross_fitted_margins
 from mars_core.run.components import Runtime, build_runtime
 from mars_core.run.config import RunConfig
-from mars_core.run.epoch_metrics import EpochMetrics
+from mars_core.run.epoch_metrics import AllocationSummary, EpochMetrics
 from mars_core.run.sources import SourceData, load_source
 from mars_core.run.status import RunStatus
 from mars_core.run.step_augment import (
@@ -254,7 +254,7 @@ class RefinementRun:
 
         with timer("saving"):
             state = rt.model.state()
-            allocation_summary = _allocation_summary(allocation, cfg)
+            allocation_summary = _allocation_summary(allocation, cfg).to_dict()
             counts_arr = np.asarray(allocation.counts, dtype=float)
             augmentation = augmentation_metrics(counts, selection, len(new_pairs), len(contrast[0]))
         seconds = timer.elapsed()
@@ -344,14 +344,14 @@ def _evaluate(
     return test_summary, train_summary, rows
 
 
-def _allocation_summary(allocation: Allocation, cfg: RunConfig) -> dict[str, Any]:
-    return {
-        "strategy": cfg.allocation.strategy, "tau": cfg.allocation.tau, "tau_in_force": allocation.tau_in_force,
-        "margin_mode": cfg.allocation.margin_mode, "tau_scale": cfg.allocation.tau_scale,
-        "margin_source": f"{cfg.refine.cross_fit_folds}-fold cross-fitted" if cfg.cross_fits else "in-sample",
-        "budget": allocation.budget, "total": allocation.total, "effective_n": allocation.effective_n,
-        "pairs_picked": int(np.count_nonzero(allocation.counts)),
-    }
+def _allocation_summary(allocation: Allocation, cfg: RunConfig) -> AllocationSummary:
+    return AllocationSummary(
+        strategy=cfg.allocation.strategy, budget=allocation.budget, total=allocation.total, tau=cfg.allocation.tau,
+        tau_in_force=allocation.tau_in_force, margin_mode=cfg.allocation.margin_mode,
+        tau_scale=cfg.allocation.tau_scale,
+        margin_source=f"{cfg.refine.cross_fit_folds}-fold cross-fitted" if cfg.cross_fits else "in-sample",
+        effective_n=allocation.effective_n, pairs_picked=int(np.count_nonzero(allocation.counts)),
+    )
 
 
 def _weighted_mean(values: np.ndarray, weights: np.ndarray) -> float | None:

@@ -11,14 +11,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from mars_core.run.config import RunConfig
+from mars_core.run.epoch_metrics import AllocationSummary, EpochMetrics
 from mars_core.store.sqlite import Store
 
 
 def budget_units_spent(epoch_row: Mapping[str, Any]) -> int:
-    """Kept paraphrases of one stored epoch: the budget unit (augment/selection.py). Epochs stored before
-    units were kept paraphrases count what they allocated."""
-    kept = epoch_row["metrics"].get("paraphrases_kept")
-    return int(kept) if kept is not None else int(epoch_row["allocation"].get("total", 0))
+    """Kept paraphrases of one stored epoch (store.epoch_table row): the budget unit (augment/selection.py).
+    Epochs stored before units were kept paraphrases count what they allocated."""
+    units = EpochMetrics.from_dict(epoch_row["metrics"]).budget_units
+    if units is not None:
+        return int(units)
+    allocation = AllocationSummary.from_dict(epoch_row["allocation"])
+    return 0 if allocation is None else int(allocation.total)
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,8 @@ class RunStatus:
         elif config.allocation.strategy != "none" and left == 0:
             reason = f"augmentation budget spent ({refine.budget_total} kept paraphrases)"
         elif refine.ks_threshold > 0 and epoch >= 1:
-            ks = next((row["metrics"].get("ks_vs_previous") for row in epoch_table if row["epoch"] == epoch), None)
+            last = next((row for row in epoch_table if row["epoch"] == epoch), None)
+            ks = None if last is None else EpochMetrics.from_dict(last["metrics"]).ks_vs_previous
             if ks is not None and ks < refine.ks_threshold:
                 reason = f"margins settled (KS {ks:.3f} < {refine.ks_threshold})"
         return cls(config, epoch, spent, left, reason)

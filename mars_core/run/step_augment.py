@@ -151,6 +151,6 @@ def _finite(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
 
 
-def _frame_records(frame) -> list[dict[str, Any]]:  # noqa: ANN001 - a pandas frame
+def _frame_records(frame) -> list[dict[str, Any]]:  # a pandas frame
     return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()}
             for row in frame.to_dict(orient="records")]

@@ -140,7 +140,7 @@ def test_a_failing_batch_loses_only_its_own_rows(paraphraser, monkeypatch):
     real_decode = paraphraser._decode
     calls = []
 
-    def decode(prompts, budgets, seeds, rows):  # noqa: ANN001, ANN202
+    def decode(prompts, budgets, seeds, rows):
         calls.append(len(rows))
         if len(calls) == 1:
             raise RuntimeError("simulated out of memory")

@@ -35,7 +35,7 @@ def canned(body: dict) -> str:
 class Server:
     """serve_openai over a backend, in a thread; records requests and the Authorization headers seen."""
 
-    def __init__(self, backend, handler=_Handler) -> None:  # noqa: ANN001
+    def __init__(self, backend, handler=_Handler) -> None:
         self.requests: list[dict] = []
         self.auth: list[str | None] = []
         self.inflight = self.max_inflight = 0
@@ -74,7 +74,7 @@ class Server:
 def serve():
     servers: list[Server] = []
 
-    def start(backend, handler=_Handler) -> Server:  # noqa: ANN001
+    def start(backend, handler=_Handler) -> Server:
         servers.append(Server(backend, handler))
         return servers[-1]
 
@@ -177,10 +177,10 @@ class DictCache:
     def __init__(self) -> None:
         self.data: dict[str, list[str]] = {}
 
-    def get(self, key):  # noqa: ANN001, ANN201
+    def get(self, key):
         return self.data.get(key)
 
-    def put(self, key, texts):  # noqa: ANN001
+    def put(self, key, texts):
         self.data[key] = texts
 
 

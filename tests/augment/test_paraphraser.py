@@ -92,7 +92,7 @@ def test_plain_adapter_serves_row_k_whichever_call_asks() -> None:
 
 
 class _Broken(ToyParaphraser):
-    def paraphrase(self, texts, n, seed):  # noqa: ANN001, ANN201
+    def paraphrase(self, texts, n, seed):
         if len(texts) > 1:
             raise RuntimeError("server went away")
         return super().paraphrase(texts, n, seed)

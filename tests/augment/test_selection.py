@@ -35,7 +35,7 @@ class ScriptedParaphraser:
     def __init__(self, script: dict[str, list[str]], fail: set[tuple[str, int]] = frozenset()) -> None:
         self.script, self.fail, self.calls = script, fail, []
 
-    def paraphrase(self, texts, n, seed, *, first=0, instruction=None) -> ParaphraseResult:  # noqa: ANN001
+    def paraphrase(self, texts, n, seed, *, first=0, instruction=None) -> ParaphraseResult:
         counts = [n] * len(texts) if isinstance(n, int) else list(n)
         starts = [first] * len(texts) if isinstance(first, int) else list(first)
         self.calls.append((list(texts), counts, starts))
@@ -64,7 +64,7 @@ def request(text: str = SRC, pair_id: str = "p1") -> ParaphraseRequest:
     return ParaphraseRequest(pair_id, "chosen", text, OTHER, "prompt")
 
 
-def select(para, counts=(1,), candidates=2, cap=6, first=None, requests=None):  # noqa: ANN001, ANN201
+def select(para, counts=(1,), candidates=2, cap=6, first=None, requests=None):
     return select_paraphrases(para, requests or [request()], list(counts), BagOfWordsEncoder(), FilterConfig(),
                               candidates, cap, seed=0, first=first)
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
 import pytest
 
-from mars_core.augment.filters import config_help
 from mars_core.augment.paraphraser import ParaphraseResult
 from mars_core.augment.semantic import (
     REWRITE_CHOSEN_INSTRUCTION,
@@ -47,7 +47,7 @@ class InstructionRewriter:
 
     name = "instruction-rewriter"
 
-    def paraphrase(self, texts, n, seed, *, first=0, instruction=None) -> ParaphraseResult:  # noqa: ANN001
+    def paraphrase(self, texts, n, seed, *, first=0, instruction=None) -> ParaphraseResult:
         self.calls.append((list(texts), instruction, n, seed))
         transform = self.transforms[instruction]
         return ParaphraseResult(texts=[[transform(t, k) for k in range(n)] for t in texts])
@@ -153,7 +153,7 @@ def test_wrong_number_of_outputs_counts_as_a_failure(text_encoder):
     class Short:
         name = "short"
 
-        def paraphrase(self, texts, n, seed, *, first=0, instruction=None):  # noqa: ANN001, ANN202
+        def paraphrase(self, texts, n, seed, *, first=0, instruction=None):
             return ParaphraseResult(texts=[[f"{texts[0]} {OFF_TOPIC}"]])  # one list for two texts
 
     results = sharpen_contrast(PAIRS, Short(), text_encoder)
@@ -231,4 +231,4 @@ def test_config_validation(changes, message):
 
 def test_config_defaults_off_and_documented():
     assert SemanticConfig().enabled is False
-    assert all(len(text) > 20 for text in config_help(SemanticConfig).values())
+    assert all(len(text) > 20 for text in (f.metadata.get("help", "") for f in dataclasses.fields(SemanticConfig)))

@@ -180,7 +180,10 @@ def test_a_step_runs_and_a_killed_step_resumes_from_the_last_whole_epoch(tmp_pat
     outcome = run.step(progress=lambda *args: events.append(args))
     assert outcome.epoch == 1 and store.epochs(run.run_id) == [0, 1]
     assert any(e[0] == "training" and len(e) == 4 and e[3].startswith("loss") for e in events)
-    assert outcome.metrics["fit_details"]["truncated_pairs"] >= 0
+    trained = store.training_pairs(run.run_id, "auto")
+    cut = [run.runtime.model.batcher.encode([p.prompt], [side])[0].truncated
+           for p in trained for side in (p.chosen, p.rejected)]
+    assert outcome.metrics["fit_details"]["truncated_pairs"] == sum(a or b for a, b in zip(cut[::2], cut[1::2]))
     stored = store.get_epoch(run.run_id, 1, with_model=True)
     assert "gauss-newton on head" in stored.curvature["method"]
     checkpoint = str(np.asarray(stored.model_state["checkpoint"]))

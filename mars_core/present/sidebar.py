@@ -148,7 +148,7 @@ def _last_job_report(job: Job | None) -> None:
     report(job, "step")
     if job.results:
         last = job.results[-1]
-        seconds = sum(sum(o.stage_seconds.values()) for o in job.results)
+        seconds = sum(o.seconds for o in job.results)  # each the sum of its stages, up to rounding
         with st.status(f"Epoch {last.epoch} done ({seconds:.1f} s)", state="complete", expanded=False):
             for outcome in job.results:
                 parts = ", ".join(f"{k} {v:.2f}s" for k, v in outcome.stage_seconds.items())

@@ -293,19 +293,22 @@ def _quiet(stage: str, done: int, total: int, detail: str = "") -> None:
 
 
 class _StageTimer:
-    """Times stages back to back on one clock, started with the epoch, so the stages add up to the epoch."""
+    """Times stages back to back on one clock started with the epoch: each stage runs from the end of the one
+    before (the few lines between two stages, or a wait for the GIL there, count to the stage they lead
+    into), so the stages add up to the epoch exactly, whatever else runs in the process."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.started = time.perf_counter()
+        self.started = self._mark = time.perf_counter()
         self.seconds: dict[str, float] = {}
 
     @contextmanager
     def __call__(self, stage: str, total: int = 1) -> Iterator[None]:
-        self.progress(stage, 0, total)
-        start = time.perf_counter()
+        self.progress(stage, 0, total)  # inside the stage: a slow listener's time is the epoch's time too
         yield
-        self.seconds[stage] = round(time.perf_counter() - start, 5)
+        now = time.perf_counter()
+        self.seconds[stage] = round(now - self._mark, 5)
+        self._mark = now
 
     def split(self, stage: str, part: str, seconds: float) -> None:
         """Move ``seconds`` of a timed stage to ``part``: work that ran interleaved inside it."""
@@ -314,6 +317,7 @@ class _StageTimer:
         self.seconds[part] = moved
 
     def elapsed(self) -> float:
+        """Seconds since the epoch started: the stages' sum when called right after the last one."""
         return time.perf_counter() - self.started
 
 

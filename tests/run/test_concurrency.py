@@ -72,6 +72,11 @@ def step_and_compare(tmp: Path, run_config: RunConfig, epochs: int, spec: Compar
         assert job.error is None and job.warning is None, job.error or job.warning
     assert [o.epoch for o in step.results] == list(range(1, epochs + 1))
     spans = [(job.key, job.started, job.finished_at) for job in (step, comparison[0])]
+    for row in store.epoch_table(run_id):  # the stored stages add up to the epoch, alone or beside another job
+        stages = row["metrics"]["stage_seconds"]
+        print(f"{'together' if together else 'alone'} epoch {row['epoch']}: {sum(stages.values()):.3f} s of "
+              f"{row['seconds']:.3f} s: {stages}")
+        assert sum(stages.values()) == pytest.approx(row["seconds"], rel=0.02)
     if together:
         assert held.is_set(), "the Step reached its generating stage"
         (_, s0, s1), (_, c0, c1) = spans

@@ -1,6 +1,6 @@
 """RefinementRun: the MARS epoch loop, one `step()` per epoch, everything persisted in the store.
 
-    read → score → allocate → generate and filter (select the best, retry the empty) → cross pairs
+    read → score → allocate → (load the LM) → generate and filter (select the best, retry the empty) → cross pairs
     → sharpen (optional) → curvature of the added pairs → retrain → evaluate → spectrum → save → commit
 
 Each arrow is a stage of ``STAGES``, timed by the clock that times the epoch: an epoch's stored
@@ -27,7 +27,7 @@ from mars_core.augment.selection import select_paraphrases
 from mars_core.data.pairs import PreferencePair
 from mars_core.model.checkpoints import new_run_folder
 from mars_core.model.reward import cross_fitted_margins
-from mars_core.run.components import Runtime, build_runtime
+from mars_core.run.components import LazyParaphraser, Runtime, build_runtime
 from mars_core.run.config import RunConfig
 from mars_core.run.epoch_metrics import AllocationSummary, EpochMetrics
 from mars_core.run.sources import SourceData, load_source
@@ -46,6 +46,7 @@ from mars_core.store.sqlite import EpochRecord, MarginRow, ParaphraseRecord, Sto
 #   reading        the run's pairs, paraphrase rows used and last margins, from the store
 #   scoring        margins the allocation sees (cross-fitted or in-sample) and each pair's curvature
 #   allocating     budget units per pair, split into per-side paraphrase requests
+#   loading paraphraser  the language model's first load in this job (only when it has units to fill)
 #   generating     the paraphraser's rounds (LM generation or cache reads); progress counts units filled
 #   filtering      the filters judging each round's candidates, and picking the best per unit
 #   crossing       stored records of every candidate, and the kept ones crossed into new pairs
@@ -56,8 +57,8 @@ from mars_core.store.sqlite import EpochRecord, MarginRow, ParaphraseRecord, Sto
 #   spectrum       top eigenvalues and trace of the loss Hessian of the trained model
 #   saving         the model's state (a checkpoint on disk for the fine-tuned model) and the epoch's record
 STAGES = (
-    "reading", "scoring", "allocating", "generating", "filtering", "crossing", "sharpening", "added curvature",
-    "training", "evaluating", "spectrum", "saving",
+    "reading", "scoring", "allocating", "loading paraphraser", "generating", "filtering", "crossing", "sharpening",
+    "added curvature", "training", "evaluating", "spectrum", "saving",
 )
 EPOCH0_STAGES = ("training", "evaluating", "spectrum", "saving")
 
@@ -211,6 +212,10 @@ class RefinementRun:
             budget = min(cfg.refine.budget_per_epoch, inputs.budget_left)
             allocation = allocate(alloc_margins, budget, cfg.allocation, seed=seed)
             requests, counts = paraphrase_requests(originals, allocation, seed)
+
+        if requests and isinstance(rt.paraphraser, LazyParaphraser) and not rt.paraphraser.loaded:
+            with timer("loading paraphraser"):
+                rt.paraphraser.model()
 
         with timer("generating", total=int(sum(counts))):
             # rows are seeded by the run seed, not the epoch: row k of a text is the same for every

@@ -89,7 +89,7 @@ class LMParaphraser(RowParaphraser):
     def _after_step(self) -> None:
         """Called after every decoding step (a seam for tests that slow the model down on purpose)."""
 
-    def _shared_prefix(self, prompts: list[list[int]]):  # (length, cache or None)
+    def _shared_prefix(self, prompts: list[list[int]]) -> tuple[int, object | None]:  # (length, KV cache)
         """KV cache of the token prefix every prompt shares, computed once per run (``for_run``) and reused."""
         common = prompts[0]
         for p in prompts[1:]:
@@ -176,7 +176,8 @@ class LMParaphraser(RowParaphraser):
         return text if ended else trim_unfinished(text)
 
 
-def sample_tokens(logits, generators, temperature: float, top_p: float, top_k: int):
+def sample_tokens(logits: torch.Tensor, generators: list[torch.Generator], temperature: float, top_p: float,
+                  top_k: int) -> torch.Tensor:
     """One token per row: temperature + top-p inside the top-k, one uniform draw from each row's own stream.
 
     generate's sampler sorts the whole 49k vocabulary every step (a quarter of decoding time for a
@@ -207,7 +208,7 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _load(spec: str, device: str):  # (tokenizer, model)
+def _load(spec: str, device: str) -> tuple[AutoTokenizer, AutoModelForCausalLM]:
     """Tokenizer and model, once; errors name the model that could not be loaded."""
     resolved = resolve_model(spec)  # ModelNotFoundError for a path that does not exist
     directory, gguf_file = split_gguf(resolved)

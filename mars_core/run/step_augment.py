@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from mars_core.augment.allocation import Allocation, split_sides
 from mars_core.augment.cross_pairs import cross_pairs
@@ -151,6 +152,6 @@ def _finite(value: float) -> float | None:
     return None if value is None or not np.isfinite(value) else float(value)
 
 
-def _frame_records(frame) -> list[dict[str, Any]]:  # a pandas frame
+def _frame_records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()}
             for row in frame.to_dict(orient="records")]

@@ -20,7 +20,8 @@ import numpy as np
 
 from mars_core.analysis.margins import MarginMetrics, ks_statistic, summarize_margins
 from mars_core.augment.allocation import Allocation, allocate
-from mars_core.augment.selection import select_paraphrases
+from mars_core.augment.remote import remote_work
+from mars_core.augment.selection import check_paraphrase_failures, select_paraphrases
 from mars_core.data.pairs import PreferencePair
 from mars_core.model.checkpoints import new_run_folder
 from mars_core.model.reward import cross_fitted_margins
@@ -154,7 +155,8 @@ class RefinementRun:
                 reason = self.stop_reason()
                 if reason:
                     raise RunFinished(f"run {self.run_id} is finished: {reason}")
-            return self._step(progress or _quiet)
+            with remote_work(self.config.refine.remote_deadline_s, progress):  # one deadline for the Step's requests
+                return self._step(progress or _quiet)
         finally:
             self.store.release_step_lock(self.run_id, owner)
 
@@ -203,6 +205,7 @@ class RefinementRun:
                 first=[inputs.rows_used.get((r.pair_id, r.side), 0) for r in requests],
                 on_round=lambda filled, total: progress("paraphrasing", filled, total),
             )
+            check_paraphrase_failures(selection, cfg.refine.max_failed_share)  # failure is not a result
 
         with timer("filtering"):
             records, new_pairs = build_synthetic(originals, selection.candidates, epoch, comp.paraphraser.name)

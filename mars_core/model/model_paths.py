@@ -45,9 +45,12 @@ def check_model(spec: str, flag: str, kind: str) -> None:
         return
     if text.startswith("packaged:"):
         try:
-            resolve_model(text)
+            resolved = resolve_model(text)
         except ModelNotFoundError as exc:
             raise ValueError(f"{flag} {spec}: {exc}") from None
+        if not isinstance(resolved, Path):
+            raise ValueError(f"{flag} {spec}: no packaged model of that name (packaged:minilm is the reward model "
+                             "and encoder, packaged:smollm2 the paraphraser)")
         return
     path = Path(os.path.expanduser(text))
     if path.exists():

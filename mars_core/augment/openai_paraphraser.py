@@ -115,7 +115,11 @@ class OpenAIParaphraser(RowParaphraser):
 
     def _worker(self, call: _Call, instruction: str, seed: int) -> None:
         while (row := call.next_row()) is not None:
-            call.settle(row, *self._one(row, instruction, seed, call))
+            try:
+                outcome = self._one(row, instruction, seed, call)
+            except Exception as err:  # noqa: BLE001 - a bug in one row fails that row, never hangs the call
+                outcome = (None, 0, redact(f"{type(err).__name__}: {err}"))
+            call.settle(row, *outcome)
 
     def _one(self, row: Row, instruction: str, seed: int, call: _Call) -> tuple[str | None, int, str | None]:
         """(raw text, tokens, error) of one row: retried with backoff, never past the Step's deadline."""

@@ -10,6 +10,7 @@ or a retry reaches the Step's progress line instead of only a log. Outside a Ste
 from __future__ import annotations
 
 import contextvars
+import logging
 import math
 import threading
 import time
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 DEFAULT_DEADLINE_S = 600.0
+logger = logging.getLogger(__name__)
 
 Progress = Callable[..., None]  # progress(stage, done, total, detail="")
 
@@ -43,8 +45,12 @@ class RemoteWork:
         return f"the Step's deadline for remote paraphrasing ({self.seconds:g} s, --remote-deadline) passed"
 
     def report(self, done: int, total: int, detail: str) -> None:
-        if self.progress is not None:
+        if self.progress is None:
+            return
+        try:  # called from worker threads: a progress display that fails must not take a request with it
             self.progress("paraphrasing", done, total, detail)
+        except Exception:  # noqa: BLE001
+            logger.debug("progress report failed", exc_info=True)
 
 
 _current: contextvars.ContextVar[RemoteWork | None] = contextvars.ContextVar("mars_remote_work", default=None)

@@ -19,6 +19,9 @@ import streamlit as st  # noqa: E402
 
 from mars_core.present.app_shell import app_frame  # noqa: E402
 from mars_core.present.sidebar import poll_step_job, sidebar  # noqa: E402
+from mars_core.redaction import install_log_filter  # noqa: E402
+
+install_log_filter()  # no API key reaches the server's log, whatever a remote paraphraser echoes
 
 st.set_page_config(page_title="MARS Explorer", page_icon="📐", layout="wide")
 

@@ -97,7 +97,8 @@ class ParaphraseConfig:
     instruction: str = field(default=PARAPHRASE_INSTRUCTION, metadata={"help": "the paraphrase instruction"})
     seconds_per_token: float = field(default=0.5, metadata={
         "help": "time limit per token of work (in-process: a batch may take this x its rows' token budgets; "
-                "remote: a request this x its max_tokens x concurrency, at least 30 s). Finished rows are always kept."})
+                "remote: one request this x its max_tokens, at least 10 s, within the Step's --remote-deadline). "
+                "Finished rows are always kept."})
     num_threads: int | None = field(default=None, metadata={"help": "torch intra-op threads; None: torch's choice"})
     concurrency: int = field(default=8, metadata={"help": "parallel requests to an OpenAI-compatible server"})
     max_retries: int = field(default=3, metadata={"help": "retries (with backoff) of a failed server request"})

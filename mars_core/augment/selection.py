@@ -133,3 +133,32 @@ def _select(candidates: list[Candidate], requests: Sequence[ParaphraseRequest], 
 
 def _score(cand: Candidate) -> float:
     return 0.0 if not np.isfinite(cand.similarity) else float(cand.similarity)
+
+
+class ParaphraserFailed(RuntimeError):
+    """The paraphraser failed (errors, not filters) on too many rows: the epoch must not be stored as a result."""
+
+
+def check_paraphrase_failures(selection: Selection, max_failed_share: float) -> None:
+    """Raise ParaphraserFailed when the paraphraser produced nothing because of errors, or failed too often.
+
+    Failure is not a result. Rows the filters rejected are a result (the paraphraser worked and the filters
+    judged); rows that failed (server down, timeouts, the Step's deadline, a crash) are not. The epoch is refused
+    when every requested row failed, or when the failed share of requested rows exceeds ``max_failed_share``
+    (RefineConfig.max_failed_share, ``--max-paraphrase-failures``; 1.0 refuses only a total failure). Nothing is
+    stored then, so the same epoch can be retried once the paraphraser works.
+    """
+    requested, failed = selection.requested_rows, len(selection.failures)
+    if requested <= 0 or failed == 0:
+        return
+    share = failed / requested
+    if failed < requested and share <= max_failed_share:
+        return
+    reasons: dict[str, int] = {}
+    for _, why in selection.failures:
+        reasons[why] = reasons.get(why, 0) + 1
+    common = "; ".join(f"{why} ({n}x)" for why, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+    what = "every one" if failed == requested else f"{share:.0%}, above the limit of {max_failed_share:.0%}"
+    raise ParaphraserFailed(
+        f"the paraphraser failed on {failed} of {requested} requested rows ({what}; --max-paraphrase-failures): "
+        f"{common}. Nothing of this epoch was stored; fix the paraphraser and step again")

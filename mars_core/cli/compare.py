@@ -18,6 +18,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from mars_core.augment.selection import ParaphraserFailed
 from mars_core.compare.comparison import (
     DEFAULT_STRATEGIES,
     STRATEGY_SETTINGS,
@@ -26,7 +27,10 @@ from mars_core.compare.comparison import (
     run_comparison,
 )
 from mars_core.compare.results import Comparison, fmt_diff
-from mars_core.run.settings import add_config_flags, config_from_args, settings
+from mars_core.redaction import redact
+from mars_core.run.config import settle_flags
+from mars_core.run.settings import add_config_flags, config_from_args, given_flags, settings
+from mars_core.store.sqlite import RunDeleted
 
 _SET_PER_RUN = ("--strategy", "--seed")
 
@@ -55,7 +59,11 @@ def spec_from_args(args: argparse.Namespace) -> CompareSpec:
     if args.sweep_values:
         raw = [v.strip() for v in args.sweep_values.split(",") if v.strip()]
         values = tuple(raw) if args.sweep in ("margin-mode", "tau-scale") else tuple(_number(v) for v in raw)
-    return CompareSpec(base=config_from_args(args), strategies=strategies, seeds=args.seeds,
+    given = {s.flag for s in given_flags(args)}
+    base, notes = settle_flags(config_from_args(args), given, resolve_auto=False)  # every flag checked up front
+    for note in notes:
+        print(note, file=sys.stderr)
+    return CompareSpec(base=base, strategies=strategies, seeds=args.seeds,
                        first_seed=args.first_seed, sweep=args.sweep, sweep_values=values,
                        train_pairs=args.train_pairs, best_of_n=args.best_of_n)
 
@@ -82,11 +90,16 @@ def run_compare(args: argparse.Namespace) -> int:
         bar.total = max(total, 1)
         bar.n = min(done, bar.total)
         if detail:
-            bar.set_postfix_str(detail, refresh=False)
+            bar.set_postfix_str(redact(detail), refresh=False)
         bar.refresh()
 
     try:
         comparison = run_comparison(spec, args.out, progress)
+    except (ParaphraserFailed, RunDeleted) as exc:
+        print(f"comparison stopped, its current run not stored as a result: {redact(exc)}\n"
+              "rerun the same command to continue it (finished runs are kept, the failed one is redone)",
+              file=sys.stderr)
+        return 3
     finally:
         for bar in bars.values():
             bar.close()

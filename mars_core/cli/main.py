@@ -20,24 +20,38 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import argparse  # noqa: E402
 import logging  # noqa: E402
 import math  # noqa: E402
+import signal  # noqa: E402
 import sys  # noqa: E402
+import threading  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 from tqdm import tqdm  # noqa: E402
 
+from mars_core.augment.selection import ParaphraserFailed  # noqa: E402
 from mars_core.cli.compare import add_compare_arguments, run_compare  # noqa: E402
-from mars_core.run.config import RefineConfig  # noqa: E402
+from mars_core.redaction import install_log_filter, redact  # noqa: E402
+from mars_core.run.config import RefineConfig, settle_flags, with_overrides  # noqa: E402
 from mars_core.run.refine import RefinementRun, RunFinished  # noqa: E402
 from mars_core.run.settings import add_config_flags, config_from_args, given_flags  # noqa: E402
 from mars_core.run.sources import SourceData, load_source, write_problems  # noqa: E402
 from mars_core.store.export import SELECTIONS, export_run  # noqa: E402
-from mars_core.store.sqlite import Store  # noqa: E402
+from mars_core.store.sqlite import RunDeleted, Store  # noqa: E402
 
 DEFAULT_DB = "runs/mars.db"
 REASONS_SHOWN = 5  # skipped rows printed on load; the full list goes to a CSV next to the store
 
 Command = Callable[[argparse.Namespace], int]
+
+
+EXIT_ERROR = 2  # bad input or a refused action
+EXIT_NOT_STORED = 3  # the epoch failed (paraphraser errors, the run deleted meanwhile): nothing of it was stored
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM: every epoch stored before stays
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it unwinds like Ctrl-C (locks released, transactions rolled back)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,40 +63,70 @@ def main(argv: list[str] | None = None) -> int:
         handlers[name] = handler
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    install_log_filter()  # whatever a remote server echoes, no key reaches stderr
+    previous = _on_sigterm()
     try:
         return handlers[args.command](args)
+    except KeyboardInterrupt as exc:
+        print(f"\n{'terminated' if isinstance(exc, Terminated) else 'interrupted'}: nothing half-done was stored "
+              "(every finished epoch is kept; `run --resume N` continues a run)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (ValueError, OSError, RuntimeError) as exc:  # bad input or a refused action: a message, not a traceback
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        print(f"error: {redact(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _on_sigterm() -> Any:
+    """Turn SIGTERM into Terminated in the main thread (the previous handler is returned, to be restored)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, terminate)
 
 
 # -- run -----------------------------------------------------------------------------------------------
+RESUME_MAY_CHANGE = ("--epochs", "--remote-deadline", "--max-paraphrase-failures")  # how to go on, not what to run
+
+
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_flags(parser)
     parser.add_argument("--db", default=DEFAULT_DB, help=f"SQLite store file (default: {DEFAULT_DB})")
     parser.add_argument("--name", default=None, help="a name for the new run")
     parser.add_argument("--resume", type=int, default=None,
-                        help="continue this stored run id instead (it keeps its settings; --epochs says how many more)")
+                        help="continue this stored run id instead (it keeps its settings; --epochs says how many more, "
+                             "raising the run's epoch cap when needed)")
 
 
 def _run(args: argparse.Namespace) -> int:
+    given = {s.flag for s in given_flags(args)}
     epochs_now = getattr(args, "epochs", RefineConfig().epochs)
+    if epochs_now < 1:
+        raise ValueError(f"--epochs must be at least 1, got {epochs_now}")
     if args.resume is not None:
-        ignored = [s.flag for s in given_flags(args) if s.flag != "--epochs"]
+        if args.name is not None:
+            raise ValueError(f"--name names a new run; --resume {args.resume} keeps the run's name")
+        ignored = sorted(given - set(RESUME_MAY_CHANGE))
         if ignored:
             raise ValueError(f"{', '.join(ignored)} cannot change a stored run (--resume {args.resume} keeps its "
                              "settings); start a new run instead")
+        store = Store(args.db, create=False)
     else:
-        config = config_from_args(args)  # validate every flag before touching the store
-    store = Store(args.db)
+        config, notes = settle_flags(config_from_args(args), given)  # every flag checked before the store is touched
+        for note in notes:
+            print(note, file=sys.stderr)
+        store = Store(args.db)
     progress, close_bar = _progress_bars()
 
     if args.resume is not None:
         run = RefinementRun.open(store, args.resume)
         target = run.epoch + epochs_now
-        if run.config.refine.epochs < target:
-            print(f"note: run {args.resume} was created with a cap of {run.config.refine.epochs} epochs",
-                  file=sys.stderr)
+        _resume_settings(store, run, args, target)
     else:
         data = load_source(config.data)
         _report_load(data, Path(args.db))
@@ -97,19 +141,47 @@ def _run(args: argparse.Namespace) -> int:
     print(_table_header())
     epoch = store.get_epoch(run.run_id, run.epoch)
     print(_table_row(epoch.metrics, epoch.seconds))
-    while run.epoch < target:
-        try:
-            outcome = run.step(progress=progress)
-        except RunFinished as exc:
-            print(f"stopped: {exc}")
-            break
-        finally:
-            close_bar()
-        print(_table_row(outcome.metrics, sum(outcome.stage_seconds.values())))
+    try:
+        while run.epoch < target:
+            try:
+                outcome = run.step(progress=progress)
+            except RunFinished as exc:
+                print(f"stopped: {exc}")
+                break
+            finally:
+                close_bar()
+            print(_table_row(outcome.metrics, sum(outcome.stage_seconds.values())))
+    except (ParaphraserFailed, RunDeleted) as exc:
+        print(f"epoch {run.epoch + 1} not stored: {redact(exc)}", file=sys.stderr)
+        if isinstance(exc, ParaphraserFailed):
+            print(f"run {run.run_id} stays at epoch {run.epoch}; retry with `python -m mars_core run --db {args.db} "
+                  f"--resume {run.run_id} --epochs {target - run.epoch}`", file=sys.stderr)
+        return EXIT_NOT_STORED
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: run {run.run_id} keeps epochs 0 to {run.epoch}; epoch {run.epoch + 1} was not stored "
+              f"(`--resume {run.run_id}` continues)", file=sys.stderr)
+        return EXIT_INTERRUPTED
     reason = run.stop_reason()
     print(f"epochs done: {run.epoch}; budget spent {run.budget_spent()} of {run.config.refine.budget_total}"
           + (f"; {reason}" if reason else ""))
     return 0
+
+
+def _resume_settings(store: Store, run: RefinementRun, args: argparse.Namespace, target: int) -> None:
+    """Apply what --resume may change: a higher epoch cap (--epochs says how many MORE), deadline, failure limit."""
+    refine: dict[str, Any] = {}
+    if run.config.refine.epochs < target:
+        refine["epochs"] = target
+        print(f"extending run {run.run_id}: its epoch cap goes from {run.config.refine.epochs} to {target} "
+              f"({target - run.epoch} more from epoch {run.epoch})", file=sys.stderr)
+    for flag, name in (("--remote-deadline", "remote_deadline_s"), ("--max-paraphrase-failures", "max_failed_share")):
+        dest = flag.lstrip("-").replace("-", "_")
+        if hasattr(args, dest) and getattr(args, dest) != getattr(run.config.refine, name):
+            refine[name] = getattr(args, dest)
+            print(f"run {run.run_id}: {flag} is now {getattr(args, dest)}", file=sys.stderr)
+    if refine:
+        run.config = with_overrides(run.config, refine=refine)
+        store.update_run_config(run.run_id, run.config.to_dict())
 
 
 def _report_load(data: SourceData, db: Path) -> None:
@@ -146,7 +218,7 @@ def _progress_bars() -> tuple[Callable[..., None], Callable[[], None]]:
             bar.total = max(total, 1)
         bar.n = min(done, bar.total)
         if detail:
-            bar.set_postfix_str(detail, refresh=False)
+            bar.set_postfix_str(redact(detail), refresh=False)
         bar.refresh()
 
     def close() -> None:
@@ -196,17 +268,17 @@ def _delete_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _delete(args: argparse.Namespace) -> int:
-    store = _existing_store(args.db)
+    store = Store(args.db, create=False)  # must already be one of our stores; nothing is created
     name = store.get_run(args.run).name
-    store.delete_run(args.run, force=args.force)
-    print(f"deleted run {args.run} ({name}) from {args.db}")
+    removed = store.delete_run(args.run, force=args.force)
+    print(f"deleted run {args.run} ({name}) from {args.db}"
+          + (f", and its checkpoints: {', '.join(str(f) for f in removed)}" if removed else ""))
     return 0
 
 
 def _existing_store(db: str) -> Store:
-    if not Path(db).is_file():
-        raise FileNotFoundError(f"store {db} does not exist" if not Path(db).exists() else f"store {db} is not a file")
-    return Store(db)
+    """A store opened read-only: a command that only reads never creates or changes a file."""
+    return Store(db, read_only=True)
 
 
 # name -> (add its arguments, run it, help). A new subcommand is one entry here.

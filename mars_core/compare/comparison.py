@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import time
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from mars_core.analysis.best_of_n import CandidateSets, best_of_n, text_candidates, toy_candidates
+from mars_core.compare.out_folder import check_out_folder
 from mars_core.compare.results import Comparison, summarize, write_summary
 from mars_core.run.components import build_runtime
 from mars_core.run.config import RunConfig, with_overrides
@@ -92,6 +94,9 @@ class CompareSpec:
             raise ValueError(f"best_of_n must be 0 (off) or ≥ 2, got {self.best_of_n}")
         if self.train_pairs is not None and self.train_pairs < 4:
             raise ValueError(f"train_pairs must be at least 4, got {self.train_pairs}")
+        if self.sweep != "none":
+            for value in self.values:
+                _check_sweep_value(self.sweep, value, self.base)
 
     @property
     def values(self) -> tuple[Any, ...]:
@@ -114,6 +119,25 @@ class CompareSpec:
         rest = {k: v for k, v in d.items() if k != "base"}
         rest["strategies"], rest["sweep_values"] = tuple(rest["strategies"]), tuple(rest.get("sweep_values", ()))
         return cls(base=RunConfig.from_dict(d["base"]), **rest)
+
+
+def _check_sweep_value(sweep: str, value: Any, base: RunConfig) -> None:
+    """Refuse a sweep point before any run starts, naming --sweep-values (no point is silently run as another)."""
+    try:
+        if sweep in ("budget", "noise", "tau"):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{value!r} is not a finite number")
+        if sweep == "budget":
+            if value <= 0:
+                raise ValueError(f"a budget fraction must be > 0, got {value}")
+            if round(value * base.refine.budget_per_epoch) < 1:
+                raise ValueError(f"{value} of --budget {base.refine.budget_per_epoch} is less than one unit")
+        elif sweep == "noise":
+            dataclasses.replace(base.data, noise=float(value))
+        elif sweep in ("tau", "margin-mode", "tau-scale"):
+            dataclasses.replace(base.allocation, **{SWEEPS[sweep][0]: value})
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"--sweep-values ({sweep}): {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -201,8 +225,10 @@ def _train_fraction_to_test(spec: CompareSpec) -> float:
 def run_comparison(spec: CompareSpec, out_dir: str | Path, progress: Progress | None = None) -> Comparison:
     """Run (or continue) every run the spec asks for, then write its summary (DIR/comparison[-SWEEP].json, CSVs)."""
     out = Path(out_dir)
-    (out / "results").mkdir(parents=True, exist_ok=True)
+    check_out_folder(out)
+    out.mkdir(parents=True, exist_ok=True)
     spec = _spec_for(out, spec)
+    (out / "results").mkdir(exist_ok=True)
     notify = progress or _quiet
     store = Store(out / "runs.db")
     keys = list(dict.fromkeys(key for _, key in plan(spec)))

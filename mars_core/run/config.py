@@ -10,17 +10,22 @@ import dataclasses
 import math
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+import torch
 
 from mars_core.augment.allocation import AllocationConfig
 from mars_core.augment.filters import FilterConfig
 from mars_core.augment.paraphraser import ParaphraseConfig
+from mars_core.augment.remote import DEFAULT_DEADLINE_S, check_deadline
 from mars_core.augment.semantic import SemanticConfig
 from mars_core.data.columns import check_column_map, parse_column_map
 from mars_core.data.schemas import AXES, FORMATS
 from mars_core.model.encoders import DEFAULT_ENCODER
 from mars_core.model.features import FEATURE_MODES
+from mars_core.model.model_paths import check_model
 from mars_core.model.reward_config import RewardModelConfig
 from mars_core.model.train import TrainConfig
 
@@ -133,6 +138,13 @@ class RefineConfig:
         "choices": FEATURE_MODES})
     encoder: str = field(default=DEFAULT_ENCODER, metadata={
         "help": "sentence encoder: packaged:minilm or a path", "flag": "--encoder", "form": False})
+    remote_deadline_s: float = field(default=DEFAULT_DEADLINE_S, metadata={
+        "help": "seconds one Step may spend on requests to an OpenAI-compatible paraphraser, retries included; "
+                "rows not back by then count as failures", "flag": "--remote-deadline", "form": False})
+    max_failed_share: float = field(default=0.5, metadata={
+        "help": "refuse to store an epoch when more than this share of its paraphrase requests failed (errors, "
+                "not filters); a total failure is always refused", "flag": "--max-paraphrase-failures",
+        "form": False})
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -147,6 +159,9 @@ class RefineConfig:
             raise ValueError(f"review_policy must be 'auto' or 'gated', got {self.review_policy!r}")
         if not 0.0 <= self.ks_threshold <= 1.0 or math.isnan(self.ks_threshold):
             raise ValueError(f"ks_threshold must be in [0, 1], got {self.ks_threshold}")
+        check_deadline(self.remote_deadline_s)
+        if not 0.0 <= self.max_failed_share <= 1.0 or math.isnan(self.max_failed_share):
+            raise ValueError(f"max_failed_share must be in [0, 1], got {self.max_failed_share}")
 
     @property
     def budget_total(self) -> int:
@@ -225,6 +240,74 @@ def _is_tuple_type(kind: Any) -> bool:
     if origin in (typing.Union, types.UnionType):
         return any(_is_tuple_type(arg) for arg in typing.get_args(kind))
     return kind is tuple or origin is tuple
+
+
+# flags of the reward section that only the fine-tuned transformer reads
+_REWARD_SHARED_FLAGS = ("--reward-model", "--seed")
+_TOY_IGNORES = ("--paraphraser", "--candidates-per-unit", "--generations-per-unit", "--encoder", "--feature-mode",
+                "--remote-deadline")
+_NONE_IGNORES = ("--budget", "--total-budget", "--tau", "--tau-scale", "--margin-mode", "--paraphraser",
+                 "--candidates-per-unit", "--generations-per-unit")
+
+
+def settle_flags(config: RunConfig, given: Iterable[str], resolve_auto: bool = True,
+                 cuda: bool | None = None) -> tuple[RunConfig, list[str]]:
+    """Check, before anything is stored, that every flag the user gave applies; settle what will really run.
+
+    ``given``: the flags typed (e.g. {"--tau", "--precision"}). A flag that cannot apply to the chosen setting
+    is a ValueError naming it (a fine-tuning flag with the linear head, a text flag with the 2-D toy); one that
+    applies but changes nothing (budget flags with strategy none) gives a note. Mixed precision needs a GPU:
+    without one bf16/fp16 becomes "no" with a note, and (``resolve_auto``) "auto" is stored as what it
+    resolves to here, so the stored config says what ran. Model names are checked here too
+    (model/model_paths.py): a folder that lacks its config, weights or tokenizer is named with what it lacks.
+    Returns the settled config and the notes to print.
+    """
+    given = set(given)
+    notes: list[str] = []
+    sections = {s.name: getattr(config, s.name) for s in dataclasses.fields(config)}
+    if config.reward.kind == "linear":
+        finetune_only = sorted(f for f in given if f in _flags_of(RewardModelConfig) and f not in _REWARD_SHARED_FLAGS)
+        if finetune_only:
+            raise ValueError(f"{', '.join(finetune_only)} applies to --reward-model finetune only; this run trains "
+                             "the linear head (add --reward-model finetune, or drop the flag)")
+    if config.data.is_toy:
+        ignored = sorted(f for f in given if f in _TOY_IGNORES)
+        if ignored:
+            raise ValueError(f"{', '.join(ignored)} does not apply to the 2-D toy (its 'texts' are vectors, "
+                             "perturbed in place of paraphrasing): drop it or use --data demo")
+    if config.allocation.strategy == "none":
+        ignored = sorted(f for f in given if f in _NONE_IGNORES)
+        if ignored:
+            notes.append(f"note: {', '.join(ignored)} changes nothing with --strategy none (no paraphrases)")
+    if config.reward.kind == "finetune":
+        cuda = _cuda_available() if cuda is None else cuda
+        cuda = cuda and config.reward.device in (None, "cuda")
+        precision = config.reward.precision
+        if precision in ("bf16", "fp16") and not cuda:
+            notes.append(f"note: --precision {precision} needs a CUDA GPU and this run has none: it trains in "
+                         "fp32, and the stored config says precision=no")
+            precision = "no"
+        elif precision == "auto" and resolve_auto:
+            precision = ("bf16" if _bf16_supported() else "fp16") if cuda else "no"
+        sections["reward"] = dataclasses.replace(config.reward, precision=precision)
+        check_model(config.reward.base, "--base", "classifier")
+    if not config.data.is_toy:
+        check_model(config.refine.encoder, "--encoder", "encoder")
+        if config.allocation.strategy != "none" or "--paraphraser" in given:
+            check_model(config.paraphrase.model, "--paraphraser", "causal")
+    return dataclasses.replace(config, **sections), notes
+
+
+def _flags_of(section: type) -> set[str]:
+    return {f.metadata["flag"] for f in dataclasses.fields(section) if "flag" in f.metadata}
+
+
+def _cuda_available() -> bool:
+    return bool(torch.cuda.is_available())
+
+
+def _bf16_supported() -> bool:
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
 
 
 def with_overrides(config: RunConfig, **sections: dict[str, Any]) -> RunConfig:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mars_core.redaction import redact
 from mars_core.run.refine import STAGES, RefinementRun, RunFinished, StepInProgress
 from mars_core.store.locks import new_owner
 from mars_core.store.sqlite import Store
@@ -66,6 +67,7 @@ class Job:
 
     def progress(self, stage: str, done: int, total: int, detail: str = "") -> None:
         """The progress protocol every engine function takes: progress(stage, done, total, detail="")."""
+        detail = redact(detail) if detail else detail  # a remote error may quote what the server sent
         self.stage, self.done, self.total, self.detail = stage, done, max(total, 1), detail
         for listener in self.listeners:
             listener(stage, done, total, detail)
@@ -102,7 +104,7 @@ class Job:
             body(self)
         except Exception as exc:  # shown by whoever follows the job; the store keeps only whole epochs
             log.exception("job %s failed", self.key)
-            self.error = f"{type(exc).__name__}: {exc}"
+            self.error = redact(f"{type(exc).__name__}: {exc}")
         finally:
             self.finished_at = time.time()
 

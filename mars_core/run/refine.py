@@ -23,7 +23,8 @@ import numpy as np
 
 from mars_core.analysis.margins import MarginMetrics, ks_statistic, summarize_margins
 from mars_core.augment.allocation import Allocation, allocate
-from mars_core.augment.selection import select_paraphrases
+from mars_core.augment.remote import remote_work
+from mars_core.augment.selection import check_paraphrase_failures, select_paraphrases
 from mars_core.data.pairs import PreferencePair
 from mars_core.model.checkpoints import new_run_folder
 from mars_core.model.reward import cross_fitted_margins
@@ -173,7 +174,8 @@ class RefinementRun:
                 reason = self.stop_reason()
                 if reason:
                     raise RunFinished(f"run {self.run_id} is finished: {reason}")
-            return self._step(progress or _quiet)
+            with remote_work(self.config.refine.remote_deadline_s, progress):  # one deadline for the Step's requests
+                return self._step(progress or _quiet)
         finally:
             self.store.release_step_lock(self.run_id, owner)
 
@@ -227,6 +229,7 @@ class RefinementRun:
                 on_round=lambda filled, total: progress("generating", filled, total),
             )
         timer.split("generating", "filtering", selection.filter_seconds)  # the filters ran between the rounds
+        check_paraphrase_failures(selection, cfg.refine.max_failed_share)  # failure is not a result
 
         with timer("crossing"):
             records, new_pairs = build_synthetic(originals, selection.candidates, epoch, rt.paraphraser.name)

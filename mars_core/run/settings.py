@@ -130,7 +130,7 @@ def add_config_flags(parser: argparse.ArgumentParser, specs: Iterable[Setting] |
             groups[spec.section] = parser.add_argument_group(f"{spec.section} settings")
         group = groups[spec.section]
         shown = "unset" if spec.default is None else spec.default
-        text = f"{spec.help} (default: {shown})"
+        text = f"{spec.help} (default: {shown})".replace("%", "%%")  # argparse %-formats help text
         if spec.kind is bool and spec.parse is None:
             group.add_argument(spec.flag, dest=spec.dest, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=text)

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from mars_core.redaction import redact
 from mars_core.store.sqlite import Store
 
 EXPORT_FORMATS = ("jsonl", "csv")
@@ -91,6 +92,7 @@ def export_run(store: Store, run_id: int, path: str | Path, selection: str = "tr
 
 def rows_to_bytes(rows: list[dict[str, Any]], fmt: str) -> bytes:
     """Rows as JSONL or CSV bytes (UTF-8): for files and for the app's download buttons alike."""
+    rows = [{k: redact(v) if isinstance(v, str) else v for k, v in row.items()} for row in rows]  # no key leaves
     if fmt == "jsonl":
         return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
     if fmt == "csv":

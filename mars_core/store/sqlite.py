@@ -34,11 +34,12 @@ from mars_core.store.records import (
     to_json,
     unpack_arrays,
 )
+from mars_core.store.run_files import remove_run_folders
 from mars_core.store.schema import SCHEMA, SCHEMA_VERSION
 
 # the records live in records.py; importing them from here keeps working
 __all__ = ["PARAPHRASE_STATUSES", "REVIEW_STATUSES", "EpochRecord", "MarginRow", "ParaphraseRecord",
-           "ReviewConflict", "RunRecord", "Store", "StoreError"]
+           "ReviewConflict", "RunDeleted", "RunRecord", "Store", "StoreError"]
 
 def _select(table: str, run_id: int, extra: str = "", **equal: Any) -> tuple[str, list[Any]]:
     """SELECT * for one run, narrowed by column = value (a list or tuple means IN); None means any."""
@@ -55,10 +56,21 @@ def _select(table: str, run_id: int, extra: str = "", **equal: Any) -> tuple[str
 class Store:
     """The project's database. Safe to share between threads: each call opens its own connection."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], read_only: bool = False, create: bool = True) -> None:
+        """Open (and by default create) a store.
+
+        ``read_only``: what a command that only reads uses (runs, export, ...): nothing is created or changed,
+        and a file that is not a MARS store is an error. ``create=False``: the file must already be a store
+        (delete), but may then be written.
+        """
         self.path = Path(path)
+        self.read_only = read_only
         if self.path.is_dir():
             raise StoreError(f"store path {self.path} is a directory, expected a database file")
+        if read_only or not create:
+            self._check_existing()
+            if read_only:
+                return
         _make_parent(self.path)
         try:
             with self._connect() as con:
@@ -72,10 +84,31 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a MARS store (SQLite said: {exc})") from exc
 
+    def _check_existing(self) -> None:
+        """A clear error unless the file exists and is one of our stores; reads only."""
+        if not self.path.exists():
+            raise StoreError(f"store {self.path} does not exist")
+        if not self.path.is_file():
+            raise StoreError(f"store {self.path} is not a file")
+        if self.path.stat().st_size == 0:
+            raise StoreError(f"{self.path} is an empty file, not a MARS store (nothing was written to it)")
+        try:
+            with self._connect(read_only=True) as con:
+                row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+                con.execute("SELECT id FROM runs LIMIT 1").fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a MARS store (SQLite said: {exc})") from exc
+        if row is None:
+            raise StoreError(f"{self.path} is not a MARS store (it has no schema version)")
+
     # -- connections ---------------------------------------------------------------------
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+    def _connect(self, read_only: bool | None = None) -> Iterator[sqlite3.Connection]:
+        if read_only if read_only is not None else self.read_only:  # mode=ro: SQLite itself refuses every write
+            con = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", timeout=30.0, isolation_level=None,
+                                  uri=True)
+        else:
+            con = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
         con.row_factory = sqlite3.Row
         con.execute("PRAGMA foreign_keys=ON")
         con.execute("PRAGMA synchronous=NORMAL")
@@ -121,11 +154,13 @@ class Store:
                 before_commit()
         return run_id
 
-    def delete_run(self, run_id: int, force: bool = False) -> None:
-        """Remove a run and everything stored for it, in one transaction.
+    def delete_run(self, run_id: int, force: bool = False) -> list[Path]:
+        """Remove a run and everything stored for it, in one transaction, then its checkpoint folders.
 
-        Refused while a live process holds its step lock (``force`` overrides): deleting under a
-        running step would make that step's commit fail. Caches shared between runs stay.
+        Refused while a live process holds its step lock (``force`` overrides: that step then stops at its commit
+        with RunDeleted). The fine-tuned checkpoints the run's epochs reference are removed when they lie in
+        the store's own ``<db stem>-runs/`` folder (where runs write them); the folders removed are returned.
+        Caches shared between runs stay.
         """
         with self._transaction() as con:
             row = con.execute("SELECT lock_owner, lock_time FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -133,11 +168,21 @@ class Store:
                 raise StoreError(f"no run with id {run_id} in {self.path}")
             if not force and row["lock_owner"] and not locks.is_stale(row["lock_owner"], row["lock_time"]):
                 raise StoreError(
-                    f"run {run_id} is being stepped by {row['lock_owner']}; wait for that epoch to finish"
+                    f"run {run_id} is being stepped by {row['lock_owner']}; wait for that epoch to finish "
+                    "(or --force: that step then stops without storing its epoch)"
                 )
+            states = con.execute("SELECT model_state FROM epochs WHERE run_id = ?", (run_id,)).fetchall()
             for table in ("margins", "review_log", "paraphrases", "pairs", "epochs"):
                 con.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))
             con.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+        return remove_run_folders(self.path, [unpack_arrays(r["model_state"]) for r in states])
+
+    def update_run_config(self, run_id: int, config: dict[str, Any]) -> None:
+        """Replace a run's stored settings (e.g. a raised epoch cap when a finished run is extended)."""
+        with self._transaction() as con:
+            cur = con.execute("UPDATE runs SET config = ? WHERE id = ?", (to_json(config), run_id))
+            if cur.rowcount == 0:
+                raise StoreError(f"no run with id {run_id} in {self.path}")
 
     def list_runs(self) -> list[RunRecord]:
         with self._connect() as con:
@@ -345,6 +390,9 @@ class Store:
         process at the worst moment).
         """
         with self._transaction() as con:
+            if con.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                raise RunDeleted(f"run {run_id} was deleted from {self.path} while epoch {record.epoch} was being "
+                                 "computed; nothing of that epoch was stored")
             if con.execute(
                 "SELECT 1 FROM epochs WHERE run_id = ? AND epoch = ?", (run_id, record.epoch)
             ).fetchone():
@@ -450,6 +498,10 @@ class Store:
             con.execute(
                 "INSERT OR REPLACE INTO generation_cache VALUES (?, ?, ?)", (key, json.dumps(texts), time.time())
             )
+
+
+class RunDeleted(StoreError):
+    """The run was deleted (``delete --force``) while a step was computing one of its epochs."""
 
 
 def _make_parent(path: Path) -> None:

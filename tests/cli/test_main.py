@@ -219,3 +219,30 @@ def test_a_run_without_augmentation_loads_no_paraphraser_and_logs_no_length_warn
     assert "epochs done: 1" in out
     assert load_paraphraser.cache_info().misses == misses, "no paraphraser was loaded"
     assert not [m for m in transformers_warnings if "sequence length" in m], transformers_warnings
+
+
+def test_resume_of_a_finished_run_extends_it_by_epochs_more(capsys, tmp_path):
+    db = tmp_path / "mars.db"
+    code, out, _ = cli(capsys, "run", *TOY, "--epochs", "1", "--db", db)
+    assert code == 0 and "epochs done: 1; budget spent 20 of 20; reached the last epoch" in out
+    code, out, err = cli(capsys, "run", "--resume", 1, "--epochs", 2, "--db", db)
+    assert code == 0, err
+    assert "extending run 1: its epoch cap goes from 1 to 3 (2 more from epoch 1)" in err
+    assert "is finished" not in out and "epochs done: 3; budget spent 60 of 60" in out
+    assert Store(db).get_run(1).config["refine"]["epochs"] == 3, "the stored cap says what the run now allows"
+
+
+def test_help_of_a_flag_with_a_percent_sign_reads_as_written(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "recompute activations in the backward pass (less memory, ~30% slower) (default: False)" in text
+    assert "option_strings" not in text
+
+
+def test_runs_on_an_empty_file_is_an_error_and_writes_nothing(capsys, tmp_path):
+    empty = tmp_path / "zero.db"
+    empty.touch()
+    code, _, err = cli(capsys, "runs", "--db", empty)
+    assert code == 2 and f"{empty} is an empty file, not a MARS store" in err
+    assert empty.stat().st_size == 0 and [p.name for p in tmp_path.iterdir()] == ["zero.db"]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mars_core.data.pairs import PreferencePair
-from mars_core.store.export import export_rows, export_run
+from mars_core.store.export import export_rows, export_run, rows_to_bytes
 from mars_core.store.sqlite import EpochRecord, ParaphraseRecord, Store
 
 
@@ -71,3 +71,13 @@ def test_a_path_under_a_file_names_the_file_in_the_way(run, tmp_path):
     with pytest.raises(ValueError, match="export format must be one of jsonl, csv"):
         export_run(store, run_id, tmp_path / "a.txt")
     assert sorted(p.name for p in tmp_path.iterdir() if "tmp" in p.name) == []
+
+
+def test_exported_bytes_pass_through_the_redaction(monkeypatch):
+    monkeypatch.setenv("MARS_OPENAI_API_KEY", "configured-key-31337")
+    row = {"prompt": "Q", "chosen": "use sk-live-abcdefgh123 here", "rejected": "configured-key-31337 leaked",
+           "gold_margin": 1.5}
+    for fmt in ("jsonl", "csv"):
+        data = rows_to_bytes([row], fmt).decode()
+        assert "sk-live-abcdefgh123" not in data and "configured-key-31337" not in data
+        assert data.count("[redacted]") == 2 and "1.5" in data

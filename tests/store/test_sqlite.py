@@ -14,7 +14,15 @@ import pytest
 
 from mars_core.data.pairs import PreferencePair
 from mars_core.store.locks import new_owner
-from mars_core.store.sqlite import EpochRecord, MarginRow, ParaphraseRecord, ReviewConflict, Store, StoreError
+from mars_core.store.sqlite import (
+    EpochRecord,
+    MarginRow,
+    ParaphraseRecord,
+    ReviewConflict,
+    RunDeleted,
+    Store,
+    StoreError,
+)
 
 
 def _pairs(n: int, prefix: str = "p") -> list[PreferencePair]:
@@ -228,3 +236,26 @@ def test_a_store_under_a_file_is_a_clear_error(tmp_path):
     blocker.write_text("x")
     with pytest.raises(StoreError, match=f"cannot create the store {blocker / 'a' / 'm.db'}: {blocker} is a file"):
         Store(blocker / "a" / "m.db")
+
+
+def test_an_epoch_committed_after_its_run_was_deleted_raises_run_deleted(store):
+    run_id = store.create_run("r", {}, "demo", _pairs(4), _pairs(2, "t"), epoch0=EpochRecord(0, {}))
+    owner = new_owner()
+    assert store.acquire_step_lock(run_id, owner)
+    store.delete_run(run_id, force=True)  # what `delete --force` does under a live stepper
+    with pytest.raises(RunDeleted, match=f"run {run_id} was deleted from .* while epoch 1 was being computed"):
+        store.commit_epoch(run_id, _epoch(1, _pairs(1)[0]))
+    assert isinstance(RunDeleted("x"), StoreError)
+    store.release_step_lock(run_id, owner)  # a no-op, not an error
+    assert store.list_runs() == []
+
+
+def test_a_stored_config_can_be_updated_and_a_read_only_store_refuses_writes(store):
+    run_id = store.create_run("r", {"refine": {"epochs": 1}}, "demo", _pairs(4), [], epoch0=EpochRecord(0, {}))
+    store.update_run_config(run_id, {"refine": {"epochs": 3}})
+    reader = Store(store.path, read_only=True)
+    assert reader.get_run(run_id).config == {"refine": {"epochs": 3}}
+    with pytest.raises(Exception, match="readonly"):
+        reader.update_run_config(run_id, {})
+    with pytest.raises(StoreError, match="no run with id 99"):
+        store.update_run_config(99, {})

@@ -12,6 +12,7 @@ from __future__ import annotations
 import streamlit as st
 
 from mars_core.present.app_shell import page_frame
+from mars_core.present.model_cache import review_models
 from mars_core.present.safe_markdown import diff_markdown, escape_markdown
 from mars_core.review import paraphrases as review
 from mars_core.store.sqlite import REVIEW_STATUSES, Store
@@ -29,9 +30,11 @@ SHOWN_COLUMNS = [
 ]
 
 
-@st.cache_resource(show_spinner="Loading the reward model…")
 def _reward_model(db_path: str, run_id: int, epoch: int):
-    return review.load_reward_model(Store(db_path), run_id, epoch)
+    """One model per run (its newest epoch), a couple of runs per server: see present/model_cache.py."""
+    with st.spinner("Loading the reward model…"):
+        return review_models().get(db_path, run_id, epoch,
+                                   lambda: review.load_reward_model(Store(db_path), run_id, epoch))
 
 
 def _flash(level: str, message: str) -> None:

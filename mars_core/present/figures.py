@@ -14,9 +14,9 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mars_core.analysis.curvature import sigmoid_prime
+from mars_core.present.palette import strategy_colour
 
 SIGN_COLOURS = {"positive": "#1f77b4", "negative": "#d62728", "zero": "#7f7f7f"}
-STRATEGY_COLOURS = {"mars": "#d62728", "uniform": "#7f7f7f", "won": "#1f77b4", "none": "#bcbd22"}
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 MARGIN_AXIS = "Δ = r(x, y+) − r(x, y−)"
 
@@ -82,7 +82,7 @@ def strategy_comparison_figure(what_if: pd.DataFrame, summary: pd.DataFrame) -> 
     for col, strategy in enumerate(strategies, start=1):
         part = what_if[what_if["strategy"] == strategy].assign(abs_margin=lambda d: d["margin"].abs())
         part = part.sort_values("abs_margin")
-        colour = STRATEGY_COLOURS.get(strategy, "#333333")
+        colour = strategy_colour(strategy)
         fig.add_trace(go.Scatter(x=part["abs_margin"], y=part["count"], mode="markers", name=f"{strategy} counts",
                                  marker={"color": colour, "size": 6}, legendgroup=strategy), row=1, col=col)
         fig.add_trace(go.Scatter(x=part["abs_margin"], y=part["q"], mode="lines", name=f"{strategy} q",

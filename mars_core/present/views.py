@@ -84,9 +84,13 @@ def stage_seconds_frame(stage_seconds: Mapping[str, float]) -> pd.DataFrame:
 
 
 # -- margins -----------------------------------------------------------------------------------------
-def margins_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Store.margin_rows as a table, with |Δ|; q, count and curvature are NaN where the epoch has none."""
-    frame = pd.DataFrame([{c: r.get(c) for c in MARGIN_COLUMNS} for r in rows], columns=list(MARGIN_COLUMNS))
+def margins_frame(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    """Store.margin_rows (or margin_columns as a frame) as a table, with |Δ|; q, count and curvature are NaN
+    where the epoch has none."""
+    if isinstance(rows, pd.DataFrame):
+        frame = rows.reindex(columns=list(MARGIN_COLUMNS))
+    else:
+        frame = pd.DataFrame([{c: r.get(c) for c in MARGIN_COLUMNS} for r in rows], columns=list(MARGIN_COLUMNS))
     for column in ("margin", "alloc_margin", "q", "curvature"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     frame["count"] = pd.to_numeric(frame["count"], errors="coerce")

@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +69,8 @@ def split_gguf(resolved: Path | str) -> tuple[str, str | None]:
 
 GetMany = Callable[[list[str]], dict[str, np.ndarray]]
 PutMany = Callable[[dict[str, np.ndarray]], None]
+Listener = Callable[[str, int, int, str], None]
+ENCODE_CHUNK = 512  # texts per network call when encoding many: the unit a progress report counts
 
 
 def pick_device(preferred: str | None = None) -> str:
@@ -106,6 +110,7 @@ class TextEncoder:
         self._memory: dict[str, np.ndarray] = {}
         self._persist: tuple[GetMany, PutMany] | None = None
         self.encoded_count = 0  # texts actually run through the network (cache misses)
+        self.listener: Listener | None = None  # progress(stage, done, total, detail) while encoding, if set
 
     def attach_persistent_cache(self, get_many: GetMany, put_many: PutMany) -> None:
         """Read misses from, and write new vectors to, a persistent cache keyed by ``text_key``."""
@@ -126,21 +131,41 @@ class TextEncoder:
             if key not in self._memory:
                 todo[key] = text
         if todo:
+            self._encode_new(todo)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._memory[k] for k in keys])
+
+    def _encode_new(self, todo: dict[str, str]) -> None:
+        """Run the network on texts not seen before, in chunks, so a listener sees the encoding advance."""
+        keys, texts = list(todo), list(todo.values())
+        start, listener = time.perf_counter(), self.listener
+        for first in range(0, len(texts), ENCODE_CHUNK):
             vectors = self._model.encode(
-                list(todo.values()),
+                texts[first : first + ENCODE_CHUNK],
                 batch_size=self.batch_size,
                 convert_to_numpy=True,
                 normalize_embeddings=True,
                 show_progress_bar=False,
             ).astype(np.float32)
-            fresh = dict(zip(todo.keys(), vectors))
+            fresh = dict(zip(keys[first : first + ENCODE_CHUNK], vectors))
             self._memory.update(fresh)
             self.encoded_count += len(fresh)
             if self._persist is not None:
-                self._persist[1](fresh)
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return np.stack([self._memory[k] for k in keys])
+                self._persist[1](fresh)  # a stopped encoding keeps what it did
+            if listener is not None:
+                done = min(first + ENCODE_CHUNK, len(texts))
+                rate = done / max(time.perf_counter() - start, 1e-9)
+                listener("encoding", done, len(texts), f"{rate:.0f} texts/s")
+
+    @contextmanager
+    def reporting(self, listener: Listener | None) -> Iterator[None]:
+        """Report encoding progress (stage "encoding", texts done of total, throughput) to ``listener`` meanwhile."""
+        previous, self.listener = self.listener, listener
+        try:
+            yield
+        finally:
+            self.listener = previous
 
     def truncate_left(self, text: str, budget_tokens: int) -> str:
         """Keep the last ``budget_tokens`` word pieces so the final response survives.

@@ -143,7 +143,7 @@ def render(args, browser) -> dict:
             start = time.monotonic()
             page.goto(f"{url}/margins?run={run_id}")  # the first request also loads the JavaScript (Plotly)
             row["open"] = round(settled(page, 400) - start, 2)
-            for visit in ("cold", "warm"):  # cold: the server's first time on this page
+            for visit in args.visits:  # cold: the server's first time on this page
                 for name in args.pages:
                     seconds = time_page(page, name)
                     row[f"{name}:{visit}"] = round(seconds, 2)
@@ -220,8 +220,8 @@ def table(result: dict) -> str:
     for name in PAGES:
         if f"{name}:cold" not in result["sizes"][sizes[0]]:
             continue
-        cells = [f"{result['sizes'][n][f'{name}:cold']:.1f} / {result['sizes'][n][f'{name}:warm']:.1f}"
-                 for n in sizes]
+        cells = [" / ".join(f"{result['sizes'][n][f'{name}:{v}']:.1f}" for v in ("cold", "warm")
+                            if f"{name}:{v}" in result["sizes"][n]) for n in sizes]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("| server RSS (MiB) | " + " | ".join(f"{result['sizes'][n]['server_rss_mib']:.0f}"
                                                    for n in sizes) + " |")
@@ -235,6 +235,7 @@ def main() -> None:
     parser.add_argument("--label", default="after")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
     parser.add_argument("--pages", nargs="+", default=list(PAGES), choices=list(PAGES))
+    parser.add_argument("--visits", nargs="+", default=["cold", "warm"], choices=["cold", "warm"])
     parser.add_argument("--stores", default=str(Path(tempfile.gettempdir()) / "mars-bench-app"))
     parser.add_argument("--db", type=Path, help="step: the store holding the run")
     parser.add_argument("--run", type=int, help="step: the run to step")

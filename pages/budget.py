@@ -6,7 +6,7 @@ import dataclasses
 
 import streamlit as st
 
-from mars_core.present import figures, readouts, views
+from mars_core.present import figures, page_data, readouts, views
 from mars_core.present.app_shell import epoch_picker, page_frame, run_config
 from mars_core.run.epoch_metrics import AllocationSummary
 
@@ -20,7 +20,7 @@ store, run_id, done = page_frame(
     "split into whole counts B_t·q_i.")
 if done:
     config = run_config(store, run_id)
-    frame = views.margins_frame(store.margin_rows(run_id))
+    frame = page_data.margins(store, run_id)
     allocated = [e for e in done if e >= 1]
     if allocated:
         epoch = epoch_picker(allocated, "budget_epoch")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from mars_core.present import figures, views
+from mars_core.present import figures, page_data, views
 from mars_core.present.app_shell import epoch_picker, page_frame
 
 store, run_id, done = page_frame(
@@ -30,7 +30,7 @@ if done:
 
     st.subheader("Which pairs carry the curvature?")
     epoch = epoch_picker(done, "curvature_epoch")
-    points = views.curvature_scatter_frame(views.margins_frame(store.margin_rows(run_id, epoch, "train")), epoch)
+    points = views.curvature_scatter_frame(page_data.margins(store, run_id, epoch, "train"), epoch)
     st.plotly_chart(figures.curvature_scatter(points), key="curvature_scatter")
     facts = views.curvature_concentration(points)
     if facts["top"]:

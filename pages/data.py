@@ -10,8 +10,9 @@ from mars_core.data.errors import DataError
 from mars_core.data.loading import load_pairs
 from mars_core.data.readers import COMPRESSIONS, EXTENSIONS
 from mars_core.data.schemas import AXES, FORMATS, required_columns
-from mars_core.present import views
+from mars_core.present import page_data, views
 from mars_core.present.app_shell import page_frame
+from mars_core.present.page_data import cached_columns, table_page
 from mars_core.present.run_form import create_run, form_config, settings_widgets
 from mars_core.present.safe_markdown import escape_markdown
 from mars_core.store.uploads import save_upload
@@ -26,12 +27,15 @@ with browse:
         record = store.get_run(run_id)
         st.caption(f"Run #{run_id}: {escape_markdown(record.data_source)}")
         kind = st.segmented_control("Show", ["train", "test", "synthetic"], default="train", key="data_split") or "train"
-        pairs = (store.get_pairs(run_id, split="train", synthetic=True) if kind == "synthetic"
-                 else store.get_pairs(run_id, split=kind, synthetic=False))
+        pairs = (page_data.pairs(store, run_id, split="train", synthetic=True) if kind == "synthetic"
+                 else page_data.pairs(store, run_id, split=kind, synthetic=False))
         last = store.last_epoch(run_id)
-        frame = views.margins_frame(store.margin_rows(run_id, last)) if last is not None else None
-        table = views.pairs_table(pairs, frame, last)
-        st.caption(f"{len(table)} {kind} pairs" + (f"; margin column: Δ at epoch {last}" if last is not None else ""))
+        frame = page_data.margins(store, run_id, last) if last is not None else None
+        start, stop = table_page(len(pairs), "data_pairs_page")
+        table = views.pairs_table(pairs[start:stop], frame, last)
+        st.caption(f"{len(pairs):,} {kind} pairs" + (f" (rows {start + 1:,}–{stop:,} shown)" if len(pairs) > stop -
+                                                     start else "")
+                   + (f"; margin column: Δ at epoch {last}" if last is not None else ""))
         st.dataframe(table, hide_index=True, key="data_pairs_table")
 
 
@@ -56,7 +60,7 @@ with load:
                         help="which label decides chosen: better_response_id (helpful) or safer_response_id (harmless)")
     column_map: dict[str, str] = {}
     if fmt in ("auto", "generic") and path is not None:
-        columns = views.peek_columns(path)
+        columns = cached_columns(str(path))
         with st.expander("Column mapping (generic files whose columns have other names)"):
             for name in required_columns("generic"):
                 options = ["(same name)", *columns]

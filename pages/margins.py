@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from mars_core.present import figures, readouts, views
+from mars_core.present import figures, page_data, readouts, views
 from mars_core.present.app_shell import epoch_picker, page_frame
 
 store, run_id, done = page_frame(
     "Margins", "Δ = r(x, y+) − r(x, y−): positive when the reward model ranks the pair as labelled. "
     "MARS spends its paraphrase budget where |Δ| is small.")
 if done:
-    frame = views.margins_frame(store.margin_rows(run_id))
+    frame = page_data.margins(store, run_id)
     epochs = views.epoch_frame(store.epoch_table(run_id))
     split = st.segmented_control("Pairs", ["test", "train", "synthetic"], default="test", key="margins_split",
                                  help="test: held-out pairs; train: the original training pairs; "
@@ -40,7 +40,7 @@ if done:
     kind = c1.radio("Show", ["smallest |Δ|", "mis-ranked (Δ < 0)"], key="hard_kind", horizontal=True)
     hard_split = c2.radio("Among", ["train", "test"], key="hard_split", horizontal=True)
     n = int(c3.number_input("How many", 5, 500, 20, step=5, key="hard_n"))
-    pairs = store.get_pairs(run_id, split=hard_split, synthetic=False)
+    pairs = page_data.pairs(store, run_id, split=hard_split, synthetic=False)
     hard = views.hardest_pairs(frame, pairs, epoch, hard_split, n, misranked_only=kind.startswith("mis"))
     if hard.empty:
         st.success("No mis-ranked pairs at this epoch." if kind.startswith("mis") else "No pairs.")

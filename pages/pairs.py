@@ -10,7 +10,7 @@ import math
 
 import streamlit as st
 
-from mars_core.present import readouts, views
+from mars_core.present import page_data, readouts, views
 from mars_core.present.app_shell import page_frame
 from mars_core.present.safe_markdown import diff_markdown, escape_markdown
 
@@ -42,8 +42,12 @@ def _side(label: str, original: str, text: str, paraphrased: bool, similarity: f
 
 
 if done:
-    frame = views.margins_frame(store.margin_rows(run_id))
-    synthetic = views.synthetic_pairs_frame(store.get_pairs(run_id), store.get_paraphrases(run_id), frame)
+    children = page_data.pairs(store, run_id, split="train", synthetic=True)
+    related = {p.id for p in children} | {p.parent_id for p in children}
+    parents = [p for p in page_data.pairs(store, run_id, split="train", synthetic=False) if p.id in related]
+    frame = page_data.margins(store, run_id)
+    frame = frame[frame["pair_id"].isin(related)]  # only the margins of these pairs (not all 100,000)
+    synthetic = views.synthetic_pairs_frame(parents + children, store.get_paraphrases(run_id), frame)
     counts = store.review_counts(run_id)
     st.caption(f"{len(synthetic)} synthetic pairs; paraphrases: {counts.get('pending', 0)} pending, "
                f"{counts.get('accepted', 0)} accepted, {counts.get('edited', 0)} edited, "

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from mars_core.present import page_data
 from mars_core.present.app_shell import page_frame
+from mars_core.present.model_cache import review_models
 from mars_core.present.safe_markdown import diff_markdown, escape_markdown
 from mars_core.review import paraphrases as review
 from mars_core.store.sqlite import REVIEW_STATUSES, Store
@@ -29,9 +31,11 @@ SHOWN_COLUMNS = [
 ]
 
 
-@st.cache_resource(show_spinner="Loading the reward model…")
 def _reward_model(db_path: str, run_id: int, epoch: int):
-    return review.load_reward_model(Store(db_path), run_id, epoch)
+    """One model per run (its newest epoch), a couple of runs per server: see present/model_cache.py."""
+    with st.spinner("Loading the reward model…"):
+        return review_models().get(db_path, run_id, epoch,
+                                   lambda: review.load_reward_model(Store(db_path), run_id, epoch))
 
 
 def _flash(level: str, message: str) -> None:
@@ -89,8 +93,7 @@ def _progress(store: Store, run_id: int) -> None:
 def _filters(store: Store, run_id: int) -> dict:
     epochs = [e for e in store.epochs(run_id) if e > 0]
     last = store.last_epoch(run_id)
-    rows = store.margin_rows(run_id, epoch=last, split="train") if last is not None else []
-    margins = [r["margin"] for r in rows]
+    margins = page_data.margins(store, run_id, last, "train")["margin"].tolist() if last is not None else []
     with st.expander("Filters and order", expanded=True):
         c1, c2, c3, c4 = st.columns(4)
         statuses = c1.multiselect(
@@ -217,6 +220,9 @@ def _export(store: Store, run_id: int) -> None:
     selection = st.radio(
         "Rows", list(EXPORT_SELECTIONS), format_func=EXPORT_SELECTIONS.get, key="review_export_selection"
     )
+    if not st.toggle("Prepare the files", key="review_export_prepare",
+                     help="Builds the JSONL and CSV files (reads every pair of the run: seconds on a large run)"):
+        return
     c1, c2 = st.columns(2)
     for col, fmt in zip((c1, c2), ("jsonl", "csv"), strict=True):
         data, n = review.export_bytes(store, run_id, selection, fmt)
@@ -252,7 +258,7 @@ def main() -> None:
             st.session_state.pop("review_pair_ids", None)
             st.rerun()
         query["pair_ids"] = picked
-    queue = review.review_queue(store, run_id, model=_reward_model(str(store.path), run_id, last), **query)
+    queue = page_data.review_queue(store, run_id, last, _reward_model(str(store.path), run_id, last), **query)
     focus, table, export = st.tabs(["One at a time", f"Table ({len(queue)})", "Export"])
     with focus:
         _focus(store, run_id, queue, reviewer)

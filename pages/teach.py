@@ -6,7 +6,7 @@ import numpy as np
 import streamlit as st
 
 from mars_core.data.toy import toy_gold_weights
-from mars_core.present import figures, readouts, views
+from mars_core.present import figures, page_data, readouts
 from mars_core.present.app_shell import epoch_picker, epochs_or_notice, page_frame, run_config, select_run
 from mars_core.present.safe_markdown import escape_markdown
 
@@ -24,9 +24,7 @@ if config is not None and not config.data.is_toy:
 done = epochs_or_notice(store, run_id)
 if done:
     epoch = epoch_picker(done, "teach_epoch")
-    frame = views.margins_frame(store.margin_rows(run_id))
-    train = store.get_pairs(run_id, split="train")
-    points = views.toy_frame(train, frame, epoch)
+    points = page_data.toy_points(store, run_id, epoch)
     record = store.get_epoch(run_id, epoch, with_model=True)
     weights = np.asarray(record.model_state["weights"], dtype=float)
     previous = store.get_epoch(run_id, epoch - 1, with_model=True) if epoch - 1 in done else None

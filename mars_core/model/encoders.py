@@ -11,7 +11,9 @@ import hashlib
 import importlib.util
 import os
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +71,8 @@ def split_gguf(resolved: Path | str) -> tuple[str, str | None]:
 
 GetMany = Callable[[list[str]], dict[str, np.ndarray]]
 PutMany = Callable[[dict[str, np.ndarray]], None]
+Listener = Callable[[str, int, int, str], None]
+ENCODE_CHUNK = 512  # texts per network call when encoding many: the unit a progress report counts
 
 
 def pick_device(preferred: str | None = None) -> str:
@@ -111,12 +115,13 @@ class TextEncoder:
         self._persist: tuple[GetMany, PutMany] | None = None
         self.encoded_count = 0  # texts actually run through the network (cache misses)
         self._lock = threading.RLock()  # shared by every view of this network
+        self.listener: Listener | None = None  # progress(stage, done, total, detail) while encoding, if set
 
     def for_run(self, persist: tuple[GetMany, PutMany] | None) -> TextEncoder:
         """A view with the same network and caches of its own: misses are read from, and new vectors written
         to, ``persist`` = (get_many, put_many) keyed by ``text_key`` (a run's store), if given."""
         view = copy.copy(self)
-        view._memory, view._persist, view.encoded_count = {}, persist, 0
+        view._memory, view._persist, view.encoded_count, view.listener = {}, persist, 0, None
         return view
 
     @property
@@ -134,19 +139,42 @@ class TextEncoder:
             if key not in self._memory:
                 todo[key] = text
         if todo:
-            with self._lock:
-                vectors = self._model.encode(
-                    list(todo.values()), batch_size=self.batch_size, convert_to_numpy=True,
-                    normalize_embeddings=True, show_progress_bar=False,
-                ).astype(np.float32)
-            fresh = dict(zip(todo.keys(), vectors))
-            self._memory.update(fresh)
-            self.encoded_count += len(fresh)
-            if self._persist is not None:
-                self._persist[1](fresh)
+            self._encode_new(todo)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack([self._memory[k] for k in keys])
+
+    def _encode_new(self, todo: dict[str, str]) -> None:
+        """Run the network on texts not seen before, in chunks, so a listener sees the encoding advance."""
+        keys, texts = list(todo), list(todo.values())
+        start, listener = time.perf_counter(), self.listener
+        for first in range(0, len(texts), ENCODE_CHUNK):
+            with self._lock:  # one network shared by every run's view
+                vectors = self._model.encode(
+                    texts[first : first + ENCODE_CHUNK],
+                    batch_size=self.batch_size,
+                    convert_to_numpy=True,
+                    normalize_embeddings=True,
+                    show_progress_bar=False,
+                ).astype(np.float32)
+            fresh = dict(zip(keys[first : first + ENCODE_CHUNK], vectors))
+            self._memory.update(fresh)
+            self.encoded_count += len(fresh)
+            if self._persist is not None:
+                self._persist[1](fresh)  # a stopped encoding keeps what it did
+            if listener is not None:
+                done = min(first + ENCODE_CHUNK, len(texts))
+                rate = done / max(time.perf_counter() - start, 1e-9)
+                listener("encoding", done, len(texts), f"{rate:.0f} texts/s")
+
+    @contextmanager
+    def reporting(self, listener: Listener | None) -> Iterator[None]:
+        """Report encoding progress (stage "encoding", texts done of total, throughput) to ``listener`` meanwhile."""
+        previous, self.listener = self.listener, listener
+        try:
+            yield
+        finally:
+            self.listener = previous
 
     def truncate_left(self, text: str, budget_tokens: int) -> str:
         """Keep the last ``budget_tokens`` word pieces so the final response survives.

@@ -12,15 +12,18 @@ import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import NamedTuple
 
 import streamlit as st
 from streamlit.runtime.pages_manager import PagesManager
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from mars_core.run.config import RunConfig
 from mars_core.store.sqlite import Store
 
 DEFAULT_DB = "runs/mars.db"
+PAGES_DIR = Path(__file__).resolve().parents[2] / "pages"
 
 
 # -- store and run selection ---------------------------------------------------------------------------
@@ -103,8 +106,19 @@ def _run_inside_the_app() -> None:
     """
     if getattr(_FRAME, "active", False):
         return
+    if not _started_from_app():
+        st.error("This is one page of MARS Explorer, not the app. Start the app from the project folder with "
+                 "`make run` or `streamlit run app.py`, then open this page from its sidebar.")
+        st.stop()
     PagesManager.uses_pages_directory = False
     st.rerun()
+
+
+def _started_from_app() -> bool:
+    """False when the server's main script is a page file itself (`streamlit run pages/x.py`): leaving the
+    legacy mode and rerunning would then run that same page again, forever."""
+    ctx = get_script_run_ctx()
+    return ctx is None or Path(ctx.main_script_path).resolve().parent != PAGES_DIR
 
 
 class PageFrame(NamedTuple):

@@ -6,13 +6,7 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-# one colour per strategy everywhere, so a strategy keeps its colour across the page's figures
-STRATEGY_COLOURS = {"none": "#7f7f7f", "uniform": "#1f77b4", "won": "#ff7f0e", "mars": "#d62728",
-                    "mars-signed": "#9467bd", "mars-std": "#8c564b", "mars-semantic": "#e377c2"}
-
-
-def _colour(strategy: str) -> str:
-    return STRATEGY_COLOURS.get(strategy, "#17becf")
+from mars_core.present.palette import strategy_colour as _colour  # one palette for every page
 
 
 def sweep_figure(frame: pd.DataFrame, x_title: str, y_title: str) -> go.Figure:

@@ -14,11 +14,13 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from mars_core.analysis.curvature import sigmoid_prime
+from mars_core.present import dense
+from mars_core.present.palette import strategy_colour
 
 SIGN_COLOURS = {"positive": "#1f77b4", "negative": "#d62728", "zero": "#7f7f7f"}
-STRATEGY_COLOURS = {"mars": "#d62728", "uniform": "#7f7f7f", "won": "#1f77b4", "none": "#bcbd22"}
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 MARGIN_AXIS = "Δ = r(x, y+) − r(x, y−)"
+HARDEST_SHOWN = 500  # pairs still drawn as points over a density (largest curvature, smallest |Δ|)
 
 
 def _layout(fig: go.Figure, title: str, **kwargs) -> go.Figure:
@@ -62,9 +64,14 @@ def quality_curves(epochs: pd.DataFrame, labels: Mapping[str, str]) -> go.Figure
 def allocation_figure(allocation: pd.DataFrame, title: str = "Stored allocation") -> go.Figure:
     """Shares q_i sorted from the largest (line) and the integer paraphrase counts they became (bars)."""
     fig = make_subplots(specs=[[{"secondary_y": True}]])
-    fig.add_trace(go.Bar(x=allocation["rank"], y=allocation["count"], name="budget units (kept paraphrases)",
+    n = len(allocation)
+    bars, line = allocation, allocation
+    if dense.too_many(n):  # a bar per pair (most of them 0) and a line vertex per pair: keep what can be seen
+        bars, line = allocation[allocation["count"] > 0], allocation.iloc[dense.thin(n)]
+        title += f" ({n:,} pairs; bars where the count is above 0)"
+    fig.add_trace(go.Bar(x=bars["rank"], y=bars["count"], name="budget units (kept paraphrases)",
                          marker_color="#ff7f0e", opacity=0.6), secondary_y=True)
-    fig.add_trace(go.Scatter(x=allocation["rank"], y=allocation["q"], mode="lines", name="share q_i",
+    fig.add_trace(go.Scatter(x=line["rank"], y=line["q"], mode="lines", name="share q_i",
                              line_color="#1f77b4"), secondary_y=False)
     fig.update_xaxes(title_text="pair rank by q (1 = largest share)")
     fig.update_yaxes(title_text="q_i", secondary_y=False, rangemode="tozero")
@@ -76,16 +83,23 @@ def strategy_comparison_figure(what_if: pd.DataFrame, summary: pd.DataFrame) -> 
     """Side by side, at the same budget: each strategy's counts against the pair's |Δ| (and q as a line)."""
     strategies = list(dict.fromkeys(what_if["strategy"]))
     effective = dict(zip(summary["strategy"], summary["effective_n"], strict=True)) if len(summary) else {}
-    titles = [f"{s}: N_eff = {effective.get(s, float('nan')):.1f}" for s in strategies]
+    sizes = what_if["strategy"].value_counts()
+    thinned = {s: dense.too_many(int(sizes.get(s, 0))) for s in strategies}
+    zeros = what_if[what_if["count"] == 0]["strategy"].value_counts()
+    titles = [f"{s}: N_eff = {effective.get(s, float('nan')):.1f}"
+              + (f"<br>({int(zeros.get(s, 0)):,} pairs at 0 not drawn)" if thinned[s] else "") for s in strategies]
     fig = make_subplots(rows=1, cols=max(1, len(strategies)), shared_yaxes=True, subplot_titles=titles,
                         specs=[[{"secondary_y": True}] * max(1, len(strategies))])
     for col, strategy in enumerate(strategies, start=1):
         part = what_if[what_if["strategy"] == strategy].assign(abs_margin=lambda d: d["margin"].abs())
         part = part.sort_values("abs_margin")
-        colour = STRATEGY_COLOURS.get(strategy, "#333333")
-        fig.add_trace(go.Scatter(x=part["abs_margin"], y=part["count"], mode="markers", name=f"{strategy} counts",
-                                 marker={"color": colour, "size": 6}, legendgroup=strategy), row=1, col=col)
-        fig.add_trace(go.Scatter(x=part["abs_margin"], y=part["q"], mode="lines", name=f"{strategy} q",
+        colour = strategy_colour(strategy)
+        dots, line, points = part, part, go.Scatter
+        if thinned[strategy]:
+            dots, line, points = part[part["count"] > 0], part.iloc[dense.thin(len(part))], go.Scattergl
+        fig.add_trace(points(x=dots["abs_margin"], y=dots["count"], mode="markers", name=f"{strategy} counts",
+                             marker={"color": colour, "size": 6}, legendgroup=strategy), row=1, col=col)
+        fig.add_trace(go.Scatter(x=line["abs_margin"], y=line["q"], mode="lines", name=f"{strategy} q",
                                  line={"color": colour, "dash": "dot"}, legendgroup=strategy, showlegend=False),
                       row=1, col=col, secondary_y=True)
         fig.update_xaxes(title_text="|Δ| the allocation saw", row=1, col=col)
@@ -134,12 +148,25 @@ def curvature_scatter(points: pd.DataFrame) -> go.Figure:
 
     The dashed curve is σ'(Δ)·median‖Δφ‖²: what the contributions would be if every pair had the same
     ‖Δφ‖. Points above or below it are pairs whose feature difference is larger or smaller than typical,
-    which is why the largest contributions need not sit at Δ = 0.
+    which is why the largest contributions need not sit at Δ = 0. Above dense.POINTS_MAX pairs: a density,
+    with the largest contributions and the allocated pairs still drawn as points (WebGL).
     """
+    all_norms, reach = points["dphi_norm"], float(points["abs_margin"].max()) if len(points) else 1.0
     fig = go.Figure()
+    title = "Per-pair curvature contribution (black outline: allocated budget this epoch)"
+    if dense.too_many(len(points)):
+        fig.add_trace(dense.density_trace(points["abs_margin"], points["curvature"], "training pairs"))
+        top = points.nlargest(HARDEST_SHOWN, "curvature")
+        shown = pd.concat([top, points[points["count"] > 0]]).drop_duplicates("pair_id")
+        points, marker = shown, go.Scattergl
+        title = (f"Per-pair curvature contribution: density of all pairs; points: the {HARDEST_SHOWN} largest "
+                 "contributions and the allocated pairs (black outline)")
+    else:
+        marker = go.Scatter
     picked = points["count"] > 0
-    fig.add_trace(go.Scatter(
-        x=points["abs_margin"], y=points["curvature"], mode="markers", name="training pairs",
+    fig.add_trace(marker(
+        x=points["abs_margin"], y=points["curvature"], mode="markers",
+        name="training pairs" if marker is go.Scatter else "largest contributions and allocated pairs",
         marker={"color": points["dphi_norm"], "colorscale": "Viridis", "size": 6, "opacity": 0.8,
                 "colorbar": {"title": {"text": "‖Δφ‖"}},
                 "line": {"color": np.where(picked, "black", "rgba(0,0,0,0)").tolist(), "width": 1}},
@@ -149,14 +176,14 @@ def curvature_scatter(points: pd.DataFrame) -> go.Figure:
         hovertemplate="%{text}<br>Δ = %{customdata[0]:.3f}<br>‖Δφ‖ = %{customdata[1]:.3f}"
                       "<br>contribution = %{y:.4f}<br>allocated %{customdata[2]}<extra></extra>",
     ))
-    norms = points["dphi_norm"].dropna()
+    norms = all_norms.dropna()
     if len(norms) and len(points):
-        grid = np.linspace(0.0, float(points["abs_margin"].max()) or 1.0, 200)
+        grid = np.linspace(0.0, reach or 1.0, 200)
         fig.add_trace(go.Scatter(x=grid, y=np.asarray(sigmoid_prime(grid)) * float(np.median(norms)) ** 2,
                                  mode="lines", name="σ'(Δ)·median ‖Δφ‖²", line={"dash": "dash", "color": "black"}))
     fig.update_xaxes(title_text="|Δ|")
     fig.update_yaxes(title_text="σ'(Δ)·‖Δφ‖²")
-    return _layout(fig, "Per-pair curvature contribution (black outline: allocated budget this epoch)")
+    return _layout(fig, title)
 
 
 def picked_curvature_figure(trend: pd.DataFrame, labels: Mapping[str, str]) -> go.Figure:
@@ -201,23 +228,31 @@ def toy_figure(
     """The 2-D toy in Δφ space: pairs coloured by margin sign, the ones MARS picked ringed and sized by count,
     the boundary wᵀΔφ = 0 (now, before this epoch, and the gold one) and the Hessian ellipse."""
     fig = go.Figure()
-    original = points[~points["synthetic"]]
+    original = everything = points[~points["synthetic"]]
     synthetic = points[points["synthetic"]]
+    kind = go.Scattergl if dense.too_many(len(points)) else go.Scatter  # WebGL, and a density, at scale
     xy = points[["dphi_x", "dphi_y"]].to_numpy(dtype=float)
     reach = float(np.abs(xy).max()) * 1.1 if len(xy) else 1.0
     if len(synthetic):
-        fig.add_trace(go.Scatter(x=synthetic["dphi_x"], y=synthetic["dphi_y"], mode="markers", name="synthetic pairs",
-                                 marker={"size": 4, "color": "#9467bd", "opacity": 0.45}, text=synthetic["pair_id"]))
+        fig.add_trace(kind(x=synthetic["dphi_x"], y=synthetic["dphi_y"], mode="markers", name="synthetic pairs",
+                           marker={"size": 4, "color": "#9467bd", "opacity": 0.45}, text=synthetic["pair_id"]))
+    if kind is go.Scattergl:  # a density of every pair; the pairs nearest the boundary stay points
+        fig.add_trace(dense.density_trace(original["dphi_x"], original["dphi_y"], "original pairs",
+                                          x_range=(-reach, reach), y_range=(-reach, reach), colorscale="Blues",
+                                          showscale=False))
+        original = original.loc[original["margin"].abs().nsmallest(dense.POINTS_MAX // 2).index]
     for sign, mask in (("right side (Δ > 0)", original["margin"] > 0), ("wrong side (Δ ≤ 0)", ~(original["margin"] > 0))):
         part = original[mask]
-        fig.add_trace(go.Scatter(
+        if kind is go.Scattergl:
+            sign += f", of the {len(original):,} nearest the boundary"
+        fig.add_trace(kind(
             x=part["dphi_x"], y=part["dphi_y"], mode="markers", name=sign, text=part["pair_id"],
             marker={"size": 6, "color": "#1f77b4" if "right" in sign else "#d62728", "opacity": 0.7},
             customdata=part["margin"], hovertemplate="%{text}<br>Δ = %{customdata:.3f}<extra></extra>",
         ))
-    picked = original[original["count"] > 0]
+    picked = everything[everything["count"] > 0]
     if len(picked):
-        fig.add_trace(go.Scatter(
+        fig.add_trace(kind(
             x=picked["dphi_x"], y=picked["dphi_y"], mode="markers", name=f"picked this epoch ({len(picked)})",
             marker={"size": 8 + 3 * np.sqrt(picked["count"].to_numpy(dtype=float)), "color": "rgba(0,0,0,0)",
                     "line": {"color": "#ff7f0e", "width": 2}},

@@ -6,56 +6,88 @@ choices and default, so the form, the CLI and the stored config cannot drift apa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import nullcontext
 from itertools import groupby
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from mars_core.data.errors import DataError
-from mars_core.present.app_shell import get_store, select_run
+from mars_core.present.app_shell import get_store, select_run, session_id
+from mars_core.present.job_progress import job_runner, report
 from mars_core.present.safe_markdown import escape_markdown
 from mars_core.run import components
 from mars_core.run.config import RunConfig
+from mars_core.run.jobs import Job, JobRefused
 from mars_core.run.refine import RefinementRun
 from mars_core.run.settings import Setting, config_from_values, form_settings
-from mars_core.store.sqlite import StoreError
+from mars_core.store.sqlite import Store, StoreError
+
+log = logging.getLogger(__name__)
 
 FILE_SOURCE = "file path…"
 SOURCES = ("demo:text", "demo:toy", FILE_SOURCE)
 
 
-# -- models ----------------------------------------------------------------------------------------------
-@st.cache_resource(show_spinner="Loading the sentence encoder (once per server)…")
-def _load_encoder(name: str) -> Any:
-    return components.load_encoder(name)  # memoised there too; this layer adds the spinner
+# -- creating runs (a background job of the server) -------------------------------------------------------
+def create_key(db: str | Path) -> str:
+    """One run creation at a time per store (the demo runs on first launch, or a run from the forms)."""
+    return f"create:{Path(db).resolve()}"
 
 
-@st.cache_resource(show_spinner="Loading the paraphraser (once per server)…")
-def _load_paraphraser(key: str, _config: Any) -> Any:
-    return components.load_paraphraser(_config)
+def start_create(runs: Sequence[tuple[str | None, RunConfig]], title: str) -> Job | None:
+    """Create runs in a server job, so the page shows at once, encoding shows its progress, and a closed tab
+    loses nothing; the tab that asked selects the new run when it is done. None (with a warning) if busy."""
+    db, session = str(get_store().path), session_id()
 
+    def body(job: Job) -> None:
+        store = Store(db)
+        for done, (name, config) in enumerate(runs):
+            job.part(done, label=name or "")
+            job.progress("loading models", 0, 1)
+            parts = components.build_runtime(config, store)  # the paraphraser loads at the first Step
+            reporting = parts.encoder.reporting(job.progress) if parts.encoder is not None else nullcontext()
+            try:
+                with reporting:
+                    job.results.append(RefinementRun.create(store, config, name=name, runtime=parts,
+                                                            progress=job.progress).run_id)
+            except (DataError, ValueError, StoreError, OSError) as exc:
+                if len(runs) == 1:
+                    raise
+                log.exception("could not create run %s", name)
+                job.warning = f"Could not create the run '{name}': {type(exc).__name__}: {exc}"
+        job.part(len(runs))
 
-def ensure_models(config: RunConfig) -> None:
-    """Load what a text run needs before a background step uses it, under a spinner (the toy needs none)."""
-    if config.data.is_toy:
-        return
-    _load_encoder(config.refine.encoder)
-    if config.allocation.strategy != "none" and config.refine.budget_per_epoch > 0:
-        _load_paraphraser(repr(config.paraphrase), config.paraphrase)
-
-
-def create_run(config: RunConfig, name: str | None) -> int | None:
-    """Create and select a run (trains epoch 0); errors are shown, not raised."""
+    job = Job(create_key(db), title, parts_total=len(runs), part_name="run", session=session)
     try:
-        with st.spinner("Creating the run: loading data and models, training epoch 0…"):
-            ensure_models(config)
-            run = RefinementRun.create(get_store(), config, name=name or None)
-    except (DataError, ValueError, StoreError, OSError) as exc:
-        st.error(escape_markdown(str(exc)))
+        return job_runner().start(job, body)
+    except JobRefused:
+        st.warning("A run is being created for this store (in this or another tab); wait for it to finish.")
         return None
-    select_run(run.run_id)
-    return run.run_id
+
+
+def create_run(config: RunConfig, name: str | None) -> Job | None:
+    """Start creating a run (trains epoch 0) in the background; the sidebar follows it and selects it."""
+    return start_create([(name or None, config)], f"creating the run '{name}'" if name else "creating a run")
+
+
+def creation_unseen(job: Job | None) -> bool:
+    """A finished creation job this session asked for and has not shown yet."""
+    return (job is not None and not job.running and job.session == session_id()
+            and st.session_state.get("_created_seen") != job.started)
+
+
+def created_run(job: Job | None) -> None:
+    """Once per finished creation job of this session: say how it ended and select the run it made."""
+    if not creation_unseen(job):
+        return
+    st.session_state["_created_seen"] = job.started
+    report(job, "run creation")
+    if job.results:
+        select_run(job.results[0])
 
 
 # -- settings widgets -------------------------------------------------------------------------------------
@@ -126,11 +158,12 @@ def new_run_form() -> None:
         source = st.selectbox("Data", SOURCES, key="new_source")
         path = st.text_input(f"File path (for '{FILE_SOURCE}')", key="new_path")
         values = settings_widgets("new")
-        if st.form_submit_button("Create run"):
+        submitted = st.form_submit_button("Create run")
+        if submitted:
             try:
                 config = form_config(values, {"data": path.strip() if source == FILE_SOURCE else source})
             except (ValueError, TypeError) as exc:
                 st.error(escape_markdown(str(exc)))
                 return
             if create_run(config, name.strip() or None) is not None:
-                st.rerun()
+                st.rerun()  # the sidebar follows the job

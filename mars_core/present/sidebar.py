@@ -20,12 +20,11 @@ from mars_core.present.app_shell import (
     session_id,
 )
 from mars_core.present.job_progress import follow, job_runner, report
-from mars_core.present.run_form import ensure_models, new_run_form
+from mars_core.present.run_form import create_key, created_run, creation_unseen, new_run_form, start_create
 from mars_core.present.safe_markdown import escape_markdown
 from mars_core.present.views import run_label
-from mars_core.run.demos import TEXT_DEMO_NAME, demo_configs
+from mars_core.run.demos import demo_configs
 from mars_core.run.jobs import Job, JobRefused, start_steps, step_key
-from mars_core.run.refine import RefinementRun
 from mars_core.run.status import RunStatus
 from mars_core.store.sqlite import Store, StoreError
 
@@ -33,25 +32,15 @@ log = logging.getLogger(__name__)
 
 
 def ensure_demo_runs() -> None:
-    """On an empty store, build the demo runs once (not per rerun, not per tab) and select the text run."""
+    """On an empty store, start building the demo runs once per server (a job: the page shows meanwhile)."""
     path = db_path()
     if st.session_state.get("_demo_checked") == path:
         return
     store = get_store()
     with process_lock(f"bootstrap:{path}"):
-        if not store.list_runs():
-            created: dict[str, int] = {}
-            with st.spinner("First launch: building the demo runs (loads the sentence encoder and the "
-                            "paraphraser, trains epoch 0). This happens once."):
-                for name, config in demo_configs():
-                    try:
-                        ensure_models(config)
-                        created[name] = RefinementRun.create(store, config, name=name).run_id
-                    except Exception as exc:  # the other demo can still be built
-                        log.exception("could not build demo run %s", name)
-                        st.error(escape_markdown(f"Could not build the demo run '{name}': {type(exc).__name__}: {exc}"))
-            if created:
-                select_run(created.get(TEXT_DEMO_NAME, next(iter(created.values()))))
+        job = job_runner().get(create_key(store.path))
+        if not store.list_runs() and (job is None or not job.running) and not (job and job.results):
+            start_create(demo_configs(), "First launch: building the demo runs (once)")
     st.session_state["_demo_checked"] = path
 
 
@@ -59,6 +48,8 @@ def sidebar() -> int | None:
     """The shared sidebar; returns the selected run id (None when the store holds no runs)."""
     ensure_demo_runs()
     store = get_store()
+    creating = job_runner().get(create_key(store.path))
+    created_run(creating)
     run_id = current_run_id()
     with st.sidebar:
         st.markdown("**MARS Explorer**")
@@ -70,6 +61,8 @@ def sidebar() -> int | None:
             st.selectbox("Run", list(labels), format_func=lambda i: labels[i], key="_run_picker",
                          on_change=lambda: select_run(st.session_state["_run_picker"]))
             _run_panel(store, run_id)
+        elif creating is not None and creating.running:
+            st.info("Building the first runs: their progress shows on the page.")
         else:
             st.info("No runs yet: create one below or on the Data page.")
         new_run_form()
@@ -124,7 +117,13 @@ def _start_steps(store: Store, run_id: int, epochs: int) -> Job | None:
 
 
 def poll_step_job() -> None:
-    """Called after every page: follow the selected run's running step (whoever started it), then rerun."""
+    """Called after every page: follow a run being created, or the selected run's running step (whoever
+    started it), then rerun."""
+    creating = job_runner().get(create_key(get_store().path))
+    if creating is not None and creating.running:
+        follow(creating)
+    if creation_unseen(creating):
+        st.rerun()  # it ended while the page was drawn: show (and select) what it made
     run_id = st.session_state.get("run_id")
     if run_id is None:
         return

@@ -8,7 +8,6 @@ without a browser. Nothing here touches Streamlit, the database or a model.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ import pandas as pd
 
 from mars_core.analysis.curvature import linear_bt_hessian, sigmoid_prime
 from mars_core.augment.allocation import AllocationConfig, allocate
+from mars_core.data import readers
 from mars_core.data.pairs import PreferencePair
 from mars_core.data.toy import toy_features
 from mars_core.store.sqlite import ParaphraseRecord
@@ -76,9 +76,13 @@ def epoch_frame(epoch_table: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 # -- margins -----------------------------------------------------------------------------------------
-def margins_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Store.margin_rows as a table, with |Δ|; q, count and curvature are NaN where the epoch has none."""
-    frame = pd.DataFrame([{c: r.get(c) for c in MARGIN_COLUMNS} for r in rows], columns=list(MARGIN_COLUMNS))
+def margins_frame(rows: Iterable[Mapping[str, Any]] | pd.DataFrame) -> pd.DataFrame:
+    """Store.margin_rows (or margin_columns as a frame) as a table, with |Δ|; q, count and curvature are NaN
+    where the epoch has none."""
+    if isinstance(rows, pd.DataFrame):
+        frame = rows.reindex(columns=list(MARGIN_COLUMNS))
+    else:
+        frame = pd.DataFrame([{c: r.get(c) for c in MARGIN_COLUMNS} for r in rows], columns=list(MARGIN_COLUMNS))
     for column in ("margin", "alloc_margin", "q", "curvature"):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(float)
     frame["count"] = pd.to_numeric(frame["count"], errors="coerce")
@@ -305,31 +309,12 @@ def toy_hessian(points: pd.DataFrame, weights: np.ndarray, l2: float = 0.0) -> n
 
 # -- files ---------------------------------------------------------------------------------------------
 def peek_columns(path: str | Path) -> list[str]:
-    """The column names a data file seems to have (for the column-mapping widgets); [] if unreadable.
+    """The column names a data file has (for the column-mapping widgets); [] if unreadable.
 
-    Only a hint: load_pairs does the real reading and reports problems by row and field.
+    The loader's own reader (data/readers.py), so compressed uploads (.gz, .bz2, .zst) and columns that
+    only appear in later rows are seen exactly as load_pairs will see them.
     """
-    path = Path(path)
-    try:
-        suffix = path.suffix.lower()
-        if suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            return list(pq.read_schema(path).names)
-        if suffix == ".csv":
-            return [str(c) for c in pd.read_csv(path, nrows=0).columns]
-        with path.open(encoding="utf-8-sig") as handle:
-            if suffix == ".json":
-                data = json.load(handle)
-                first = data[0] if isinstance(data, list) and data else data
-                return list(first) if isinstance(first, dict) else []
-            for line in handle:
-                if line.strip():
-                    first = json.loads(line)
-                    return list(first) if isinstance(first, dict) else []
-    except Exception:  # a hint only: the loader gives the real error
-        return []
-    return []
+    return readers.peek_columns(Path(path))
 
 
 def run_label(run_id: int, name: str, config: Mapping[str, Any]) -> str:

@@ -20,3 +20,26 @@ def test_truncating_a_long_prompt_keeps_its_end_and_the_log_clean(text_encoder, 
     assert cut.endswith("word399") and "word0 " not in cut
     assert len(text_encoder.tokenizer(cut, add_special_tokens=False)["input_ids"]) <= 96
     assert text_encoder.truncate_left("short text", 96) == "short text"
+
+
+@pytest.mark.slow
+def test_encoding_reports_progress_and_a_second_encoder_on_the_same_store_encodes_nothing(tmp_path):
+    """Creating a run on a big file shows encoding progress; the store's feature cache (keyed by the text)
+    means a second run on the same file, even after a restart (a fresh encoder), runs no text through the net."""
+    from mars_core.model import encoders
+    from mars_core.model.encoders import TextEncoder
+    from mars_core.store.sqlite import Store
+
+    store = Store(tmp_path / "features.db")
+    texts = [f"response number {i} about topic {i % 7}" for i in range(2 * encoders.ENCODE_CHUNK + 10)]
+    first = TextEncoder().for_run((store.get_features, store.put_features))  # shares nothing with text_encoder
+    reports: list[tuple[str, int, int, str]] = []
+    with first.reporting(lambda *r: reports.append(r)):
+        vectors = first.encode(texts)
+    chunk = encoders.ENCODE_CHUNK
+    assert [r[1] for r in reports] == [chunk, 2 * chunk, len(texts)] and all(r[2] == len(texts) for r in reports)
+    assert all(r[0] == "encoding" and r[3].endswith("texts/s") for r in reports)
+    assert first.encoded_count == len(texts) and first.listener is None
+
+    again = TextEncoder().for_run((store.get_features, store.put_features))  # a new process: the same store
+    assert (again.encode(texts) == vectors).all() and again.encoded_count == 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,7 +20,7 @@ from mars_core.run.config import DataConfig, RefineConfig, RunConfig, with_overr
 from mars_core.run.refine import RefinementRun
 from mars_core.store.sqlite import Store
 
-FIXTURES = "tests/fixtures/data"
+FIXTURES = Path("tests/fixtures/data")
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +220,27 @@ def test_peek_columns_reads_headers_of_real_files(tmp_path):
     (tmp_path / "broken.jsonl").write_text("{not json\n")
     assert views.peek_columns(tmp_path / "broken.jsonl") == []
     assert views.peek_columns(tmp_path / "missing.csv") == []
+
+
+def test_peek_columns_reads_compressed_uploads(tmp_path):
+    """The uploader accepts .gz, .bz2 and .zst: the column mapping must see their columns too."""
+    import bz2
+    import gzip
+
+    import pyarrow as pa
+
+    body = (FIXTURES / "generic_renamed.csv").read_bytes()
+    rows = "".join(json.dumps(r) + "\n" for r in ({"question": "q"}, {"question": "q", "good": "a", "bad": "b"}))
+    (tmp_path / "renamed.csv.gz").write_bytes(gzip.compress(body))
+    (tmp_path / "rows.jsonl.bz2").write_bytes(bz2.compress(rows.encode()))
+    with pa.output_stream(str(tmp_path / "rows.jsonl.zst"), compression="zstd") as out:
+        out.write(rows.encode())
+    assert (tmp_path / "rows.jsonl.zst").read_bytes()[:4] == b"\x28\xb5\x2f\xfd"  # a real zstd frame
+    assert views.peek_columns(tmp_path / "renamed.csv.gz") == ["question", "good_answer", "bad_answer", "annotator"]
+    assert views.peek_columns(tmp_path / "rows.jsonl.bz2") == ["question", "good", "bad"]
+    assert views.peek_columns(tmp_path / "rows.jsonl.zst") == ["question", "good", "bad"]
+    (tmp_path / "broken.jsonl.gz").write_bytes(b"not gzip at all")
+    assert views.peek_columns(tmp_path / "broken.jsonl.gz") == []
 
 
 def test_run_label_names_strategy_and_tau():

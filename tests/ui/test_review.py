@@ -154,6 +154,8 @@ def test_export_buttons_offer_reviewed_data(toy):
     store, run_id = toy
     at = open_page(store, run_id, reviewer="ana")
     at.button(key="review_accept").click().run()
+    assert not at.download_button, "nothing is exported before it is asked for (it reads every pair)"
+    at.toggle(key="review_export_prepare").set_value(True).run()
     labels = [b.label for b in at.download_button]
     n = len(review.export_rows(store, run_id, "reviewed"))
     assert n > 0 and labels == [f"Download JSONL ({n} rows)", f"Download CSV ({n} rows)"]

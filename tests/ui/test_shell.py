@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from mars_core.run.refine import RefinementRun
 from mars_core.run.settings import form_settings
-from tests.ui.test_app import APP, open_app
+from tests.ui.test_app import APP, ROOT, open_app
 from tests.ui.toy_runs import toy_config
 
 
@@ -161,3 +161,14 @@ def test_a_file_run_with_a_held_out_file_from_the_form(toy, tmp_path):
     assert len(store.get_pairs(created, split="train")) == 12, "with a held-out file every pair of --data trains"
     test = store.get_pairs(created, split="test")
     assert len(test) == 5 and all(p.prompt.startswith("held.jsonl") for p in test)
+
+
+@pytest.mark.parametrize("page", ["pages/review.py", "pages/margins.py"])
+def test_a_page_file_run_on_its_own_says_how_to_start_the_app(toy, page, monkeypatch, navigation_like_the_server):
+    """`streamlit run pages/review.py` (or AppTest on a page file) used to rerun forever: now it explains."""
+    monkeypatch.setattr(PagesManager, "__init__", navigation_like_the_server)  # as a fresh server starts
+    at = AppTest.from_file(str(ROOT / page), default_timeout=60)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.title, "the page did not draw itself outside the app"
+    assert len(at.error) == 1 and "streamlit run app.py" in at.error[0].value

@@ -1,0 +1,79 @@
+"""A Step belongs to the server, not to the tab: click Step, close the tab, and the epoch is still stored;
+a tab opened meanwhile shows the running job's progress and cannot start a second one on the same run.
+
+A real `streamlit run app.py` and a real headless Chromium, on a 2-D toy run large enough (60,000 pairs,
+5-fold cross-fitting) that its Step lasts several seconds on 2 cores.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mars_core.run.config import DataConfig, RefineConfig, RunConfig
+from mars_core.run.refine import RefinementRun
+from mars_core.store.sqlite import Store
+from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, browser, streamlit_server  # noqa: F401 (fixture)
+
+PAIRS = 60_000
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(not __import__("pathlib").Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is not installed"),
+]
+
+
+@pytest.fixture(scope="module")
+def long_toy(tmp_path_factory):
+    db = tmp_path_factory.mktemp("outlive") / "mars.db"
+    config = RunConfig(data=DataConfig(source="demo:toy", n_pairs=PAIRS),
+                       refine=RefineConfig(cross_fit_folds=5, budget_per_epoch=40, epochs=3))
+    run = RefinementRun.create(Store(db), config, name="a toy whose Step takes a while")
+    with streamlit_server(db, "streamlit-outlive.log") as url:
+        yield url, db, run.run_id
+
+
+def _wait(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_step_then_close_the_tab_and_the_epoch_is_stored(long_toy, browser):  # noqa: F811
+    from playwright.sync_api import expect
+
+    url, db, run_id = long_toy
+    store = Store(db)
+    first = browser.new_page(viewport={"width": 1400, "height": 1000})
+    first.goto(f"{url}/margins?run={run_id}")
+    step = first.get_by_test_id("stSidebar").get_by_role("button", name="Step", exact=True)
+    expect(step).to_be_enabled(timeout=120_000)
+    step.click()
+    _wait(lambda: (lock := store.step_lock(run_id)) is not None and lock.alive, 60, "the step to take its lock")
+    first.close()  # the tab goes away mid-step
+    assert store.epochs(run_id) == [0], "the step was still running when the tab closed"
+
+    second = browser.new_page(viewport={"width": 1400, "height": 1000})
+    second.goto(f"{url}/budget?run={run_id}")  # any page, in a new session
+    sidebar = second.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text("one epoch:").first).to_be_visible(timeout=60_000)  # the job's progress
+    expect(sidebar.get_by_text("Another tab started this step")).to_be_visible()
+    expect(sidebar.get_by_role("button", name="Step", exact=True)).to_be_disabled()  # one job per run
+    second.screenshot(path=str(ARTIFACTS / "10-progress-after-the-tab-closed.png"), full_page=True)
+
+    _wait(lambda: store.epochs(run_id) == [0, 1], 600, "epoch 1 to be stored")
+    _wait(lambda: store.step_lock(run_id) is None, 60, "the step lock to be released")
+    expect(sidebar.get_by_text("1 / 3")).to_be_visible(timeout=60_000)  # the open tab reran when it ended
+    second.close()
+
+    third = browser.new_page(viewport={"width": 1400, "height": 1000})  # reopen: the epoch is there
+    third.goto(f"{url}/margins?run={run_id}")
+    expect(third.get_by_test_id("stSidebar").get_by_text("1 / 3")).to_be_visible(timeout=60_000)
+    expect(third.get_by_role("heading", name="Epoch 1")).to_be_visible(timeout=60_000)
+    assert not third.get_by_test_id("stException").count()
+    third.close()

@@ -28,6 +28,7 @@ from tqdm import tqdm  # noqa: E402
 
 from mars_core.cli.compare import add_compare_arguments, run_compare  # noqa: E402
 from mars_core.run.config import RefineConfig  # noqa: E402
+from mars_core.run.distributed import is_main, store_path_for_this_process  # noqa: E402
 from mars_core.run.refine import RefinementRun, RunFinished  # noqa: E402
 from mars_core.run.settings import add_config_flags, config_from_args, given_flags  # noqa: E402
 from mars_core.run.sources import SourceData, load_source, write_problems  # noqa: E402
@@ -74,8 +75,10 @@ def _run(args: argparse.Namespace) -> int:
                              "settings); start a new run instead")
     else:
         config = config_from_args(args)  # validate every flag before touching the store
-    store = Store(args.db)
-    progress, close_bar = _progress_bars()
+    store = Store(store_path_for_this_process(args.db))  # several processes: only the main one writes args.db
+    progress, close_bar = _progress_bars() if is_main() else (lambda *a, **k: None, lambda: None)
+    if not is_main():
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (one table, from the main process; errors still show)
 
     if args.resume is not None:
         run = RefinementRun.open(store, args.resume)
@@ -85,9 +88,11 @@ def _run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
     else:
         data = load_source(config.data)
-        _report_load(data, Path(args.db))
+        if is_main():
+            _report_load(data, Path(args.db))
         config.check_training_size(len(data.train))
-        print(f"loading models; fitting epoch 0 ({data.description}) ...", file=sys.stderr)
+        if is_main():
+            print(f"loading models; fitting epoch 0 ({data.description}) ...", file=sys.stderr)
         try:
             run = RefinementRun.create(store, config, name=args.name, progress=progress, data=data)
         finally:

@@ -27,6 +27,7 @@ from mars_core.model.reward import cross_fitted_margins
 from mars_core.model.train import seed_everything
 from mars_core.run.components import Components, build_components
 from mars_core.run.config import RunConfig
+from mars_core.run.distributed import on_main
 from mars_core.run.epoch_metrics import EpochMetrics
 from mars_core.run.sources import SourceData, load_source
 from mars_core.run.status import RunStatus
@@ -197,12 +198,12 @@ class RefinementRun:
         with timer("paraphrasing", total=int(sum(counts))):
             # rows are seeded by the run seed, not the epoch: row k of a text is the same for every
             # strategy and epoch that asks (the cache shares it), and each epoch starts after the rows used
-            selection = select_paraphrases(
+            selection = on_main(lambda: select_paraphrases(  # several processes: main generates, all receive
                 comp.paraphraser, requests, counts, comp.encoder, cfg.filters,
                 cfg.paraphrase.candidates_per_unit, cfg.paraphrase.generations_per_unit, cfg.refine.seed,
                 first=[inputs.rows_used.get((r.pair_id, r.side), 0) for r in requests],
                 on_round=lambda filled, total: progress("paraphrasing", filled, total),
-            )
+            ))
 
         with timer("filtering"):
             records, new_pairs = build_synthetic(originals, selection.candidates, epoch, comp.paraphraser.name)
@@ -210,7 +211,8 @@ class RefinementRun:
         contrast: tuple[list[ParaphraseRecord], list[PreferencePair]] = ([], [])
         if cfg.semantic.enabled and comp.encoder is not None:
             with timer("sharpening"):
-                contrast = sharpen(originals, allocation, comp.paraphraser, comp.encoder, cfg.semantic, epoch, seed)
+                contrast = on_main(lambda: sharpen(originals, allocation, comp.paraphraser, comp.encoder,
+                                                   cfg.semantic, epoch, seed))
         records += contrast[0]
         new_pairs += contrast[1]
 

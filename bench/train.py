@@ -47,7 +47,10 @@ from mars_core.model.reward import LinearRewardModel  # noqa: E402
 from mars_core.model.reward_config import RewardModelConfig  # noqa: E402
 from mars_core.model.train import TrainConfig  # noqa: E402
 
-HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh_harmless_dev.jsonl"
+# ../shared beside the clone (CI), or beside the folder of worktrees (a checkout under /work/wt/NAME)
+HH = next((p for p in (Path(__file__).resolve().parents[i] / "shared" / "data" / "hh_harmless_dev.jsonl"
+                       for i in (2, 3)) if p.exists()),
+          Path(__file__).resolve().parents[2] / "shared" / "data" / "hh_harmless_dev.jsonl")
 RESULTS = Path("bench/results")
 
 

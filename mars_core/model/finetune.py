@@ -1,10 +1,12 @@
 """A reward model that fine-tunes a transformer end to end (the paper's setting), behind the RewardModel protocol.
 
 Any ``AutoModelForSequenceClassification`` with one output: the packaged MiniLM by default (its score
-head is new), a local folder (ours, or TRL RewardTrainer's) or a hub id. Devices come from Hugging Face
-accelerate: CPU here, one GPU when present, several with ``accelerate launch`` (batches sharded per
-process, DDP all-reduces the gradients, only the main process writes checkpoints). CUDA and multi-process
-paths are written to accelerate's API but were only exercised on CPU in this repository's tests.
+head is new), a local folder (ours, or TRL RewardTrainer's) or a hub id. A new head starts as a linear
+probe on mean-pooled features by default (pooled_head.py), and each fit's length and early stop follow
+fit_plan.py. Devices come from Hugging Face accelerate: CPU here, one GPU when present, several with
+``torchrun``/``accelerate launch`` (the rows of every batch split across processes, DDP all-reduces the
+gradients, scores gathered, only the main process writes checkpoints: one process's fit, up to float
+reduction order). Multi-process runs were exercised on CPU (gloo) only; the CUDA paths follow accelerate's API.
 
 Why it is cheaper than the common implementation: see batching.py (one forward pass for chosen and
 rejected, length buckets, dynamic padding); plus gradient accumulation weighted by pairs, autocast on GPU,

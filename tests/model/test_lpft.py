@@ -44,6 +44,18 @@ def test_split_by_prompt_holds_out_whole_prompts_and_only_when_there_are_enough(
     assert split_by_prompt(one_prompt, 0.2, seed=1) == (one_prompt, [])
 
 
+def test_a_run_stored_with_passes_per_step_still_opens_and_bad_settings_are_named():
+    from mars_core.run.config import RunConfig
+
+    stored = RunConfig().to_dict()
+    stored["reward"]["epochs_per_step"] = 2  # the setting min_steps / max_passes replaced
+    assert RunConfig.from_dict(stored).reward.max_passes == RewardModelConfig().max_passes
+    with pytest.raises(ValueError, match="head_init must be one of linear_probe, fresh"):
+        RewardModelConfig(kind="finetune", head_init="random")
+    with pytest.raises(ValueError, match="validation_fraction"):
+        RewardModelConfig(kind="finetune", validation_fraction=0.6)
+
+
 @pytest.mark.slow
 def test_the_probe_is_the_linear_models_fit_on_the_same_features():
     """Short texts: the fine-tuned model's mean-pooled features ARE the linear model's MiniLM features, and with

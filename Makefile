@@ -37,7 +37,7 @@ bench: setup
 bench-train: setup
 	$(PY) -m pip install -q -r bench/requirements.txt
 	for p in throughput step; do $(PY) bench/train.py --part $$p || exit 1; done
-	for s in 0 1 2; do $(PY) bench/train.py --part accuracy --split $$s || exit 1; done
+	for s in 0 1 2; do for h in linear_probe fresh; do $(PY) bench/train.py --part accuracy --split $$s --head-init $$h || exit 1; done; done
 	$(PY) bench/train.py --part table
 
 # docs/results.md from the comparisons stored under runs/results (bench/results_report.py run NAME makes them)

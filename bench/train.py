@@ -4,8 +4,9 @@ Each part is one short process (the machine is shared); every part writes bench/
 and ``--part table`` prints them together.
 
     .venv/bin/python bench/train.py --part throughput [--pairs 256 --max-length 128 --batch-size 16]
-    .venv/bin/python bench/train.py --part accuracy --split 0 [--train 300 --test 1000 --max-length 256]
-    .venv/bin/python bench/train.py --part step [--pairs 500 --budget 32 --max-length 128]
+    .venv/bin/python bench/train.py --part accuracy --split 0 [--train 300 --test 0] [--head-init fresh]
+    .venv/bin/python bench/train.py --part accuracy --split 10 --test 400 --tag sweep-lr1e-5 --lr 1e-5  # a sweep point
+    .venv/bin/python bench/train.py --part step [--pairs 500 --budget 32]
     .venv/bin/python bench/train.py --part table
 
 throughput: training pairs/s and scoring texts/s of FinetuneRewardModel against TRL's RewardTrainer on the
@@ -46,7 +47,10 @@ from mars_core.model.reward import LinearRewardModel  # noqa: E402
 from mars_core.model.reward_config import RewardModelConfig  # noqa: E402
 from mars_core.model.train import TrainConfig  # noqa: E402
 
-HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh_harmless_dev.jsonl"
+# ../shared beside the clone (CI), or beside the folder of worktrees (a checkout under /work/wt/NAME)
+HH = next((p for p in (Path(__file__).resolve().parents[i] / "shared" / "data" / "hh_harmless_dev.jsonl"
+                       for i in (2, 3)) if p.exists()),
+          Path(__file__).resolve().parents[2] / "shared" / "data" / "hh_harmless_dev.jsonl")
 RESULTS = Path("bench/results")
 
 
@@ -63,10 +67,12 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
 
 
 def hh_split(seed: int, n_train: int, n_test: int):
+    """Split by prompt (train_test_split); ``n_train`` pairs to train, ``n_test`` to test (0 = all the rest)."""
     pairs, _ = load_pairs(HH)
-    train, test = train_test_split(pairs, test_fraction=n_test / len(pairs), seed=seed)
-    order = np.random.default_rng(seed).permutation(len(train))
-    return [train[i] for i in order[:n_train]], test[:n_test]
+    train, test = train_test_split(pairs, test_fraction=1 - n_train / len(pairs), seed=seed)
+    if n_test:
+        test = [test[i] for i in np.sort(np.random.default_rng(seed).permutation(len(test))[:n_test])]
+    return train[:n_train], test
 
 
 def part_throughput(args) -> dict:
@@ -76,8 +82,11 @@ def part_throughput(args) -> dict:
 
     peak = matmul_peak()
     train, _ = hh_split(0, args.pairs, 100)
+    args.max_length, args.batch_size = args.max_length or 128, args.batch_size or 16
+    # one plain pass with a new head on both sides: the same work as TRL's one epoch
     cfg = RewardModelConfig(kind="finetune", max_length=args.max_length, batch_size=args.batch_size,
-                            learning_rate=5e-5, epochs_per_step=1, score_batch_size=2 * args.score_pairs)
+                            learning_rate=5e-5, head_init="fresh", min_steps=1, max_passes=1,
+                            validation_fraction=0.0, score_batch_size=2 * args.score_pairs)
     ours = FinetuneRewardModel(cfg)
     prompts = [p.prompt for p in train]
     plus = ours.batcher.encode(prompts, [p.chosen for p in train])  # tokenisation is outside both timings
@@ -146,36 +155,56 @@ def count_scoring_flops(model: FinetuneRewardModel, prompts, responses) -> dict[
     return {"executed": executed, "useful": executed * lengths.sum() / padded}
 
 
-def part_accuracy(args) -> dict:
-    train, test = hh_split(args.split, args.train, args.test)
-    out: dict = {"split": args.split, "train_pairs": len(train), "test_pairs": len(test),
-                 "max_length": args.max_length, "train_epochs": args.train_epochs}
-    correct = {}
+def finetune_config(args) -> RewardModelConfig:
+    """The defaults, with only the flags given on the command line changed (so "defaults" mean the code's)."""
+    given = {"max_length": args.max_length, "batch_size": args.batch_size, "learning_rate": args.lr,
+             "min_steps": args.min_steps, "max_passes": args.max_passes, "head_init": args.head_init,
+             "validation_fraction": args.validation_fraction}
+    return RewardModelConfig(kind="finetune", seed=args.split, **{k: v for k, v in given.items() if v is not None})
+
+
+def linear_correct(split: int, train, test) -> dict[str, list[int]]:
+    """0/1 correctness of the linear heads (joined and response-only features), cached per split and size."""
+    name = f"train_linear_n{len(train)}_t{len(test)}_split{split}.json"
+    cached = _read(name)
+    if cached:
+        return cached["correct"]
     encoder = TextEncoder()
+    correct = {}
     for mode in ("prompt_response", "response"):
-        start = time.perf_counter()
         linear = LinearRewardModel(TextFeaturizer(encoder, mode), TrainConfig())
         linear.fit(train)
-        correct[f"linear_{mode}"] = (linear.margins(test) > 0).astype(float)
-        out[f"linear_{mode}_seconds"] = time.perf_counter() - start
-    cfg = RewardModelConfig(kind="finetune", max_length=args.max_length, batch_size=16, learning_rate=5e-5,
-                            epochs_per_step=args.train_epochs, seed=args.split)
+        correct[f"linear_{mode}"] = (linear.margins(test) > 0).astype(int).tolist()
+    _write({"split": split, "correct": correct}, name)
+    return correct
+
+
+def part_accuracy(args) -> dict:
+    """One fine-tuned variant on one split against the linear heads; ``--tag`` names it (sweep-… for the sweep)."""
+    train, test = hh_split(args.split, args.train, args.test)
+    cfg = finetune_config(args)
+    tag = args.tag or cfg.head_init
+    name = f"train_accuracy_{tag}_n{len(train)}_split{args.split}.json"
+    if _read(name) and not args.force:
+        print(f"{name} exists (use --force to redo)")
+        return _read(name)
+    correct = {k: np.array(v, dtype=float) for k, v in linear_correct(args.split, train, test).items()}
     start = time.perf_counter()
     model = FinetuneRewardModel(cfg)
     report = model.fit(train)
-    out["finetune_fit_seconds"] = time.perf_counter() - start
-    out["finetune_truncated_train_pairs"] = report.details["truncated_pairs"]
-    out["finetune_response_cut_train_pairs"] = report.details["response_cut_pairs"]
-    start = time.perf_counter()
+    fit_seconds = time.perf_counter() - start
     correct["finetune"] = (model.margins(test) > 0).astype(float)
-    out["finetune_score_seconds"] = time.perf_counter() - start
-    for name, c in correct.items():
-        out[f"{name}_accuracy"] = float(c.mean())
-    for a, b in (("finetune", "linear_prompt_response"), ("finetune", "linear_response"),
-                 ("linear_response", "linear_prompt_response")):
-        out[f"{a}_minus_{b}"] = paired_bootstrap([correct[a]], [correct[b]], seed=args.split).to_dict()
+    out: dict = {"tag": tag, "split": args.split, "train_pairs": len(train), "test_pairs": len(test),
+                 "config": {k: getattr(cfg, k) for k in ("head_init", "learning_rate", "min_steps", "max_passes",
+                                                          "max_length", "batch_size", "validation_fraction")},
+                 "fit_seconds": fit_seconds, "score_seconds": time.perf_counter() - start - fit_seconds,
+                 "fit_details": report.details}
+    for key, c in correct.items():
+        out[f"{key}_accuracy"] = float(c.mean())
+    out["finetune_minus_linear_prompt_response"] = paired_bootstrap(
+        [correct["finetune"]], [correct["linear_prompt_response"]], seed=args.split).to_dict()
     out["correct"] = {k: v.astype(int).tolist() for k, v in correct.items()}
-    _write(out, f"train_accuracy_split{args.split}.json")
+    _write(out, name)
     return out
 
 
@@ -188,7 +217,7 @@ def part_step(args) -> dict:
     config = RunConfig(
         data=DataConfig(source="demo:text", n_pairs=args.pairs),
         refine=RefineConfig(epochs=2, budget_per_epoch=args.budget, cross_fit_folds=0),
-        reward=RewardModelConfig(kind="finetune", max_length=args.max_length),
+        reward=finetune_config(args),
     )
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "bench.db")
@@ -205,7 +234,7 @@ def part_step(args) -> dict:
     out = {"load_seconds": load, "epoch0_seconds": epoch0, "step_seconds": step,
            "train_pairs": outcome.metrics["pairs_trained"], "pairs_added": outcome.metrics["pairs_added"],
            "stage_seconds": outcome.stage_seconds, "fit_details": outcome.metrics.get("fit_details"),
-           "max_length": args.max_length, "budget": args.budget, "target_seconds": 90}
+           "max_length": config.reward.max_length, "budget": args.budget, "target_seconds": 90}
     _write(out, "train_step.json")
     return out
 
@@ -225,26 +254,7 @@ def part_table(_args) -> None:
             f"           ({tp['pairs']} HH pairs, max_length {tp['max_length']}, batch {tp['batch_size']},"
             f" {tp['threads']} threads)",
         ]
-    splits = [s for s in (_read(f"train_accuracy_split{i}.json") for i in range(10)) if s]
-    for s in splits:
-        d = s["finetune_minus_linear_prompt_response"]
-        r = s["linear_response_minus_linear_prompt_response"]
-        lines.append(
-            f"split {s['split']}: finetune {100 * s['finetune_accuracy']:.1f}%  linear joined "
-            f"{100 * s['linear_prompt_response_accuracy']:.1f}%  linear response "
-            f"{100 * s['linear_response_accuracy']:.1f}%   finetune−joined {100 * d['estimate']:+.1f} "
-            f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]   response−joined {100 * r['estimate']:+.1f} "
-            f"[{100 * r['ci_low']:+.1f}, {100 * r['ci_high']:+.1f}]")
-    if len(splits) > 1:
-        pooled = {}
-        for a, b in (("finetune", "linear_prompt_response"), ("finetune", "linear_response"),
-                     ("linear_response", "linear_prompt_response")):
-            diff = paired_bootstrap([np.array(s["correct"][a]) for s in splits],
-                                    [np.array(s["correct"][b]) for s in splits], seed=0)
-            pooled[f"{a}_minus_{b}"] = diff.to_dict()
-            lines.append(f"pooled over {len(splits)} splits: {a} − {b} = {100 * diff.estimate:+.1f} "
-                         f"[{100 * diff.ci_low:+.1f}, {100 * diff.ci_high:+.1f}] points")
-        _write(pooled, "train_accuracy_pooled.json")
+    lines += accuracy_lines()
     st = _read("train_step.json")
     if st:
         lines.append(f"one Step (text demo, finetune MiniLM, {st['train_pairs']} pairs, max_length {st['max_length']}):"
@@ -252,9 +262,41 @@ def part_table(_args) -> None:
     print("\n".join(lines))
 
 
-def _write(out: dict, name: str) -> None:
+def accuracy_lines() -> list[str]:
+    """The sweep (one line per setting) and, per tag and training size, the splits and their pooled CI."""
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("train_accuracy_*_split*.json"))]
+    lines = []
+    groups: dict[tuple[str, int], list[dict]] = {}
+    for r in runs:
+        groups.setdefault((r["tag"], r["train_pairs"]), []).append(r)
+    for (tag, n), rs in sorted(groups.items()):
+        c = rs[0]["config"]
+        lines.append(f"{tag} (n_train {n}; lr {c['learning_rate']:g}, min_steps {c['min_steps']}, max_passes "
+                     f"{c['max_passes']}, max_length {c['max_length']}, batch {c['batch_size']}, head {c['head_init']},"
+                     f" val {c['validation_fraction']}):")
+        for r in sorted(rs, key=lambda r: r["split"]):
+            d, fd = r["finetune_minus_linear_prompt_response"], r["fit_details"]
+            ft, lin = 100 * r["finetune_accuracy"], 100 * r["linear_prompt_response_accuracy"]
+            lines.append(
+                f"  split {r['split']}: finetune {ft:.1f}%  linear {lin:.1f}%  diff {100 * d['estimate']:+.1f} "
+                f"[{100 * d['ci_low']:+.1f}, {100 * d['ci_high']:+.1f}]  ({r['test_pairs']} test; "
+                f"{fd.get('optimizer_steps')} steps, passes {fd.get('passes')}, best step {fd.get('best_step')}, "
+                f"fit {r['fit_seconds']:.0f} s)")
+        if len(rs) > 1:
+            diff = paired_bootstrap([np.array(r["correct"]["finetune"]) for r in rs],
+                                    [np.array(r["correct"]["linear_prompt_response"]) for r in rs], seed=0)
+            lines.append(f"  pooled over {len(rs)} splits: finetune − linear = {100 * diff.estimate:+.1f} "
+                         f"[{100 * diff.ci_low:+.1f}, {100 * diff.ci_high:+.1f}] points")
+            _write({"tag": tag, "train_pairs": n, "splits": [r["split"] for r in rs], **diff.to_dict()},
+                   f"train_pooled_{tag}_n{n}.json", quiet=True)
+    return lines
+
+
+def _write(out: dict, name: str, quiet: bool = False) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / name).write_text(json.dumps(out, indent=2))
+    if quiet:
+        return
     print(json.dumps({k: v for k, v in out.items() if k != "correct"}, indent=2))
     print(f"wrote {RESULTS / name}")
 
@@ -268,19 +310,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", required=True, choices=["throughput", "accuracy", "step", "table"])
     parser.add_argument("--pairs", type=int, default=None, help="throughput: HH pairs (256); step: demo pairs (500)")
-    parser.add_argument("--max-length", type=int, default=None, help="tokens per text (128; accuracy: 256)")
-    parser.add_argument("--batch-size", type=int, default=16, help="pairs per training batch (both trainers)")
+    parser.add_argument("--max-length", type=int, default=None, help="tokens per text (default: the config's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="pairs per training batch (default: the config's)")
     parser.add_argument("--score-pairs", type=int, default=64, help="pairs per scoring batch (2x texts)")
-    parser.add_argument("--split", type=int, default=0, help="accuracy: split seed")
+    parser.add_argument("--split", type=int, default=0, help="accuracy: split seed (sweep: use splits >= 10)")
     parser.add_argument("--train", type=int, default=300)
-    parser.add_argument("--test", type=int, default=1000)
-    parser.add_argument("--train-epochs", type=int, default=2, help="accuracy: passes over the 300 pairs")
+    parser.add_argument("--test", type=int, default=0, help="accuracy: test pairs (0 = every pair not trained on)")
+    parser.add_argument("--tag", default=None, help="accuracy: name of this setting (default: its head_init)")
+    parser.add_argument("--force", action="store_true", help="accuracy: redo a result that exists")
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--min-steps", type=int, default=None)
+    parser.add_argument("--max-passes", type=int, default=None)
+    parser.add_argument("--head-init", default=None, choices=["linear_probe", "fresh"])
+    parser.add_argument("--validation-fraction", type=float, default=None)
     parser.add_argument("--budget", type=int, default=32)
     args = parser.parse_args()
     if args.pairs is None:
         args.pairs = 500 if args.part == "step" else 256
-    if args.max_length is None:
-        args.max_length = 256 if args.part == "accuracy" else 128
     {"throughput": part_throughput, "accuracy": part_accuracy, "step": part_step, "table": part_table}[args.part](args)
 
 

@@ -34,6 +34,9 @@ if done:
     for col, tile in zip(st.columns(len(tiles)), tiles, strict=True):
         col.metric(tile.label, tile.value, tile.delta)
     st.plotly_chart(figures.quality_curves(epochs, views.QUALITY_METRICS), key="quality_curves")
+    validation = figures.validation_curve_figure(store.epoch_table(run_id))  # fine-tuned model only
+    if validation is not None:
+        st.plotly_chart(validation, key="validation_curve")
 
     st.subheader("Hardest pairs")
     c1, c2, c3 = st.columns(3)

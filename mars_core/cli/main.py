@@ -33,6 +33,7 @@ from mars_core.augment.selection import ParaphraserFailed  # noqa: E402
 from mars_core.cli.compare import add_compare_arguments, run_compare  # noqa: E402
 from mars_core.redaction import install_log_filter, redact  # noqa: E402
 from mars_core.run.config import RefineConfig, settle_flags, with_overrides  # noqa: E402
+from mars_core.run.distributed import is_main, store_path_for_this_process  # noqa: E402
 from mars_core.run.refine import RefinementRun, RunFinished  # noqa: E402
 from mars_core.run.settings import add_config_flags, config_from_args, given_flags  # noqa: E402
 from mars_core.run.sources import SourceData, load_source, write_problems  # noqa: E402
@@ -115,13 +116,17 @@ def _run(args: argparse.Namespace) -> int:
         if ignored:
             raise ValueError(f"{', '.join(ignored)} cannot change a stored run (--resume {args.resume} keeps its "
                              "settings); start a new run instead")
-        store = Store(args.db, create=False)
+        if is_main():
+            Store(args.db, create=False)  # a missing or foreign store is an error here, never created
+        store = Store(store_path_for_this_process(args.db), create=False)
     else:
         config, notes = settle_flags(config_from_args(args), given)  # every flag checked before the store is touched
-        for note in notes:
+        for note in notes if is_main() else ():
             print(note, file=sys.stderr)
-        store = Store(args.db)
-    progress, close_bar = _progress_bars()
+        store = Store(store_path_for_this_process(args.db))  # several processes: only the main one writes args.db
+    progress, close_bar = _progress_bars() if is_main() else (lambda *a, **k: None, lambda: None)
+    if not is_main():
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (one table, from the main process; errors still show)
 
     if args.resume is not None:
         run = RefinementRun.open(store, args.resume)
@@ -129,9 +134,11 @@ def _run(args: argparse.Namespace) -> int:
         _resume_settings(store, run, args, target)
     else:
         data = load_source(config.data)
-        _report_load(data, Path(args.db))
+        if is_main():
+            _report_load(data, Path(args.db))
         config.check_training_size(len(data.train))
-        print(f"loading models; fitting epoch 0 ({data.description}) ...", file=sys.stderr)
+        if is_main():
+            print(f"loading models; fitting epoch 0 ({data.description}) ...", file=sys.stderr)
         try:
             run = RefinementRun.create(store, config, name=args.name, progress=progress, data=data)
         finally:

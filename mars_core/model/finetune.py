@@ -1,10 +1,12 @@
 """A reward model that fine-tunes a transformer end to end (the paper's setting), behind the RewardModel protocol.
 
 Any ``AutoModelForSequenceClassification`` with one output: the packaged MiniLM by default (its score
-head is new), a local folder (ours, or TRL RewardTrainer's) or a hub id. Devices come from Hugging Face
-accelerate: CPU here, one GPU when present, several with ``accelerate launch`` (batches sharded per
-process, DDP all-reduces the gradients, only the main process writes checkpoints). CUDA and multi-process
-paths are written to accelerate's API but were only exercised on CPU in this repository's tests.
+head is new), a local folder (ours, or TRL RewardTrainer's) or a hub id. A new head starts as a linear
+probe on mean-pooled features by default (pooled_head.py), and each fit's length and early stop follow
+fit_plan.py. Devices come from Hugging Face accelerate: CPU here, one GPU when present, several with
+``torchrun``/``accelerate launch`` (the rows of every batch split across processes, DDP all-reduces the
+gradients, scores gathered, only the main process writes checkpoints: one process's fit, up to float
+reduction order). Multi-process runs were exercised on CPU (gloo) only; the CUDA paths follow accelerate's API.
 
 Why it is cheaper than the common implementation: see batching.py (one forward pass for chosen and
 rejected, length buckets, dynamic padding); plus gradient accumulation weighted by pairs, autocast on GPU,
@@ -35,9 +37,11 @@ from mars_core.data.pairs import PreferencePair
 from mars_core.model.batching import PairTokenizer, length_buckets, pad_batch
 from mars_core.model.checkpoints import checkpoint_state, read_checkpoint_state, replace_folder
 from mars_core.model.encoders import resolve_model
-from mars_core.model.finetune_curvature import deep_pair_curvature, deep_spectrum, head_spectrum, score_layer
+from mars_core.model.finetune_curvature import deep_pair_curvature, deep_spectrum, head_spectrum
+from mars_core.model.fit_plan import EarlyStopping, plan_passes, split_by_prompt
+from mars_core.model.pooled_head import PooledScorer, score_layer, stored_pooling
 from mars_core.model.reward_config import RewardModelConfig
-from mars_core.model.train import FitReport, global_torch_rng
+from mars_core.model.train import FitReport, TrainConfig, fit_linear_bt, global_torch_rng
 
 Progress = Callable[..., None]
 MAX_GRAD_NORM = 1.0  # the usual clip (TRL/Trainer default): one bad batch cannot undo an epoch
@@ -82,21 +86,32 @@ class FinetuneRewardModel:
     def _load_weights(self, source: Path | str) -> None:
         try:  # the new score head starts the same every time
             with global_torch_rng(self.config.seed), _quiet_transformers():  # "classifier newly initialised" ...
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    str(source), num_labels=1, trust_remote_code=self.config.trust_remote_code
+                model, info = AutoModelForSequenceClassification.from_pretrained(
+                    str(source), num_labels=1, trust_remote_code=self.config.trust_remote_code,
+                    output_loading_info=True,
                 )
         except (OSError, ValueError) as exc:
             raise ValueError(f"could not load {source} as a sequence classifier with one output: {exc}") from exc
         # the score bias adds the same constant to both rewards, so it cancels in every margin and the BT loss
         # gives it no gradient: frozen, it is honestly not a trainable parameter (curvature and tests agree)
         head = score_layer(model)
+        head_name = next(name for name, module in model.named_modules() if module is head)
+        new_head = any(str(k).startswith(head_name + ".") for k in info.get("missing_keys", ()))
         if head.bias is not None:
             head.bias.requires_grad_(False)
         if model.config.pad_token_id is None:
             model.config.pad_token_id = self.batcher.pad_id
         if self.config.gradient_checkpointing:
             model.gradient_checkpointing_enable()
-        self.model = model.to(self.device)
+        if not self.config.dropout:
+            for module in model.modules():
+                if isinstance(module, torch.nn.Dropout):
+                    module.p = 0.0
+        # a trained head (ours or TRL's) keeps the pooling it was trained with; a new one gets the configured start
+        probe = new_head and self.config.head_init == "linear_probe"
+        pooling = ("mean" if probe else "cls") if new_head else stored_pooling(model)
+        self.needs_probe = probe  # the first fit fits the head by Bradley-Terry before touching the encoder
+        self.model = PooledScorer(model, pooling).to(self.device)
         self._scores: dict[tuple[str, str], tuple[float, np.ndarray]] = {}  # valid for these weights only
 
     def use_checkpoint_dir(self, folder: str | Path) -> None:
@@ -137,7 +152,9 @@ class FinetuneRewardModel:
 
     # -- training -------------------------------------------------------------------------------
     def fit(self, pairs: Sequence[PreferencePair], progress: Progress | None = None) -> FitReport:
-        with global_torch_rng(self.config.seed * 1000 + self.fits + 1):  # dropout masks: fit n draws seed·1000 + n
+        """Linear probe (first fit from a new head), then AdamW on everything for a planned number of steps,
+        checked on a by-prompt validation slice and rolled back to its best evaluation (fit_plan.py)."""
+        with global_torch_rng(self.config.seed * 1000 + self.fits + 1):  # dropout masks, this thread only
             return self._fit(pairs, progress)
 
     def _fit(self, pairs: Sequence[PreferencePair], progress: Progress | None) -> FitReport:
@@ -150,53 +167,104 @@ class FinetuneRewardModel:
         if not pairs:
             return FitReport(float("nan"), 0, 0.0, 0, str(self.device))
         seed = cfg.seed * 1000 + self.fits
-        prompts = [p.prompt for p in pairs]
-        plus = self.batcher.encode(prompts, [p.chosen for p in pairs])
-        minus = self.batcher.encode(prompts, [p.rejected for p in pairs])
+        train, held = split_by_prompt(pairs, cfg.validation_fraction, seed)
+        details: dict = {"head_init": cfg.head_init, "pooling": self.model.pooling, "train_pairs": len(train),
+                         "validation_pairs": len(held), "max_length": cfg.max_length}
+        if self.needs_probe:
+            details.update(self._linear_probe(train))
+        torch.manual_seed(seed)  # dropout masks (inside global_torch_rng: restored when the fit ends)
+        prompts = [p.prompt for p in train]
+        plus = self.batcher.encode(prompts, [p.chosen for p in train])
+        minus = self.batcher.encode(prompts, [p.rejected for p in train])
         lengths = [max(len(a.ids), len(b.ids)) for a, b in zip(plus, minus)]
-        micro = [b for e in range(cfg.epochs_per_step) for b in length_buckets(lengths, cfg.batch_size, seed + e)]
-        micro = _shard(micro, acc.num_processes, acc.process_index)
+        steps_per_pass = math.ceil(len(length_buckets(lengths, cfg.batch_size, seed)) / cfg.grad_accum)
+        passes = plan_passes(steps_per_pass, cfg.min_steps, cfg.max_passes)
+        micro = [b for e in range(passes) for b in length_buckets(lengths, cfg.batch_size, seed + e)]
         groups = [micro[i:i + cfg.grad_accum] for i in range(0, len(micro), cfg.grad_accum)]
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         scheduler = _linear_schedule(optimizer, len(groups), cfg.warmup_fraction)
+        stopper = EarlyStopping(cfg.patience)
+        every = cfg.eval_every or max(1, math.ceil(steps_per_pass / 2))
+        if held:
+            stopper.record(0, self._validation_margins(held), self.model)
         model, optimizer = acc.prepare(self.model, optimizer)
         model.train()
-        per_pass = math.ceil(len(micro) / cfg.epochs_per_step)
-        done, pass_loss, pass_pairs = 0, 0.0, 0
+        per_pass = math.ceil(len(micro) / passes)
+        done, steps, pass_loss, pass_pairs, stopped = 0, 0, 0.0, 0, False
         notify = progress or (lambda *a, **k: None)
-        notify("training", 0, len(micro), f"{len(pairs)} pairs")
+        notify("training", 0, len(micro), f"{len(train)} pairs")
         for group in groups:
             n_group = sum(len(idx) for idx in group)  # the loss is a mean over the pairs of one optimiser step
-            for j, idx in enumerate(group):
+            for j, batch_idx in enumerate(group):
+                # every process takes its share of the rows of the SAME batch and DDP averages the gradients,
+                # so the step is one process's step (scaled by the world size to undo DDP's mean)
+                idx, weight = _rows_of(batch_idx, acc.num_processes, acc.process_index)
                 rows = [plus[i].ids for i in idx] + [minus[i].ids for i in idx]
                 batch = {k: v.to(self.device) for k, v in pad_batch(rows, self.batcher.pad_id).items()}
                 sync = contextlib.nullcontext() if j == len(group) - 1 else acc.no_sync(model)
                 with sync, acc.autocast():
                     rewards = model(**batch).logits[:, 0].float()
-                    loss_sum = F.softplus(-(rewards[: len(idx)] - rewards[len(idx):])).sum()  # −log σ(Δ)
-                    acc.backward(loss_sum / n_group)
+                    loss_sum = weight * F.softplus(-(rewards[: len(idx)] - rewards[len(idx):])).sum()  # −log σ(Δ)
+                    acc.backward(loss_sum * acc.num_processes / n_group)
                 if done % per_pass == 0:
                     pass_loss, pass_pairs = 0.0, 0  # report the last pass over the data, not the first
                 pass_loss += float(loss_sum.detach())
-                pass_pairs += len(idx)
+                pass_pairs += len(idx) if weight else 0
                 done += 1
-                notify("training", done, len(micro), f"loss {pass_loss / pass_pairs:.3f}")
+                notify("training", done, len(micro), f"loss {pass_loss / max(pass_pairs, 1):.3f}")
             acc.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            steps += 1
+            if held and (steps % every == 0 or steps == len(groups)):
+                stopped = stopper.record(steps, self._validation_margins(held), self.model) and steps < len(groups)
+                model.train()
+                if stopped:
+                    break
         self.model = acc.unwrap_model(model, keep_fp32_wrapper=False)
         self.model.eval()
         acc.free_memory()  # drop accelerate's references to this fit's optimiser
-        cut = sum(a.truncated or b.truncated for a, b in zip(plus, minus))
-        response_cut = sum(a.response_cut or b.response_cut for a, b in zip(plus, minus))
-        details = {"truncated_pairs": cut, "response_cut_pairs": response_cut, "optimizer_steps": len(groups),
-                   "max_length": cfg.max_length}
+        if held:
+            stopper.restore_best(self.model, steps)
+            self._scores = {}
+        if acc.num_processes > 1:  # the last pass's loss over every process's rows, as one process would see it
+            pass_loss, pass_pairs = acc.reduce(torch.tensor([pass_loss, float(pass_pairs)], device=self.device),
+                                               reduction="sum").tolist()
+        notify("training", len(micro), len(micro), f"loss {pass_loss / max(pass_pairs, 1):.3f}")
+        details.update({
+            "truncated_pairs": sum(a.truncated or b.truncated for a, b in zip(plus, minus)),
+            "response_cut_pairs": sum(a.response_cut or b.response_cut for a, b in zip(plus, minus)),
+            "optimizer_steps": steps, "planned_steps": len(groups), "steps_per_pass": steps_per_pass,
+            "passes_planned": passes, "passes": round(steps / max(steps_per_pass, 1), 2),
+            "stopped_early": stopped, "best_step": stopper.best_step if held else steps,
+            "validation": stopper.curve,
+        })
         return FitReport(
-            pass_loss / max(pass_pairs, 1), len(groups), time.perf_counter() - start, len(pairs), str(self.device),
+            pass_loss / max(pass_pairs, 1), steps, time.perf_counter() - start, len(pairs), str(self.device),
             details=details,
         )
+
+    def _linear_probe(self, pairs: Sequence[PreferencePair]) -> dict:
+        """Fit the new head by Bradley-Terry (L-BFGS, as the linear model) on the encoder's pooled features."""
+        _, dh = self.head_deltas(pairs)
+        weights, report = fit_linear_bt(dh, TrainConfig(l2=self.config.probe_l2))
+        head = score_layer(self.model)
+        with torch.no_grad():
+            head.weight.copy_(torch.as_tensor(weights, dtype=head.weight.dtype).reshape(head.weight.shape))
+            if head.bias is not None:
+                head.bias.zero_()
+        self.needs_probe = False
+        self._scores = {}
+        return {"probe_loss": report.loss, "probe_iterations": report.iterations,
+                "probe_train_accuracy": float(np.mean(dh @ weights > 0))}
+
+    def _validation_margins(self, held: Sequence[PreferencePair]) -> np.ndarray:
+        self._scores = {}  # the weights moved since the last check
+        margins = self.margins(held)
+        self._scores = {}
+        return margins
 
     # -- scoring --------------------------------------------------------------------------------
     def _score(self, prompts: Sequence[str], responses: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -289,14 +357,11 @@ def _quiet_transformers() -> Iterator[None]:
             transformers.utils.logging.enable_progress_bar()
 
 
-def _shard(batches: list[np.ndarray], processes: int, rank: int) -> list[np.ndarray]:
-    """This process's batches; with several processes the list is padded by repetition to a multiple of
-    their number (as DistributedSampler does) so every process takes the same number of steps."""
-    if processes == 1:
-        return batches
-    short = (-len(batches)) % processes
-    padded = batches + batches[:short]
-    return padded[rank::processes]
+def _rows_of(batch: np.ndarray, processes: int, rank: int) -> tuple[np.ndarray, float]:
+    """This process's rows of a batch, and 1.0; a process left without rows runs one row with weight 0
+    (DDP needs every process in every backward pass)."""
+    mine = batch[rank::processes]
+    return (mine, 1.0) if len(mine) else (batch[:1], 0.0)
 
 
 def _linear_schedule(optimizer: torch.optim.Optimizer, steps: int, warmup_fraction: float):

@@ -25,17 +25,10 @@ from mars_core.analysis.curvature import SpectrumSummary, sigmoid_prime
 from mars_core.analysis.hvp import HVPOperator, bt_hvp_operator, iterative_curvature_summary
 from mars_core.data.pairs import PreferencePair
 from mars_core.model.batching import PairTokenizer, pad_batch
+from mars_core.model.pooled_head import score_layer  # noqa: F401  (re-exported: callers import it from here)
 
 DEEP_BATCH = 8  # pairs per forward pass in curvature products (activations are kept for double backward)
 _BLOCK = re.compile(r"\.(?:layer|layers|h|block|blocks)\.(\d+)\.")
-
-
-def score_layer(model: torch.nn.Module) -> torch.nn.Linear:
-    """The last Linear with one output: the reward head (BERT's classifier, RoBERTa's out_proj, ...)."""
-    found = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 1]
-    if not found:
-        raise ValueError(f"{type(model).__name__} has no Linear layer with one output to act as the reward head")
-    return found[-1]
 
 
 def last_block_parameters(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 REWARD_MODEL_KINDS = ("linear", "finetune")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
 CURVATURE_PARAMS = ("head", "last_block")
+HEAD_INITS = ("linear_probe", "fresh")
 
 
 @dataclass(frozen=True)
@@ -28,12 +29,35 @@ class RewardModelConfig:
     max_length: int = field(default=128, metadata={
         "help": "finetune: tokens per (prompt, response); the prompt is cut from the left so the response's "
                 "tail survives", "flag": "--max-length"})
-    learning_rate: float = field(default=5e-5, metadata={"help": "finetune: AdamW learning rate", "flag": "--lr"})
+    learning_rate: float = field(default=2e-5, metadata={
+        "help": "finetune: AdamW learning rate (small: after the linear probe the encoder should move a little)",
+        "flag": "--lr"})
     weight_decay: float = field(default=0.0, metadata={"help": "finetune: AdamW decoupled weight decay"})
     warmup_fraction: float = field(default=0.1, metadata={
         "help": "finetune: share of each fit's optimiser steps with linear warm-up (then linear decay to 0)"})
-    epochs_per_step: int = field(default=1, metadata={
-        "help": "finetune: passes over the training pairs per fit (one fit per Step)", "flag": "--train-epochs"})
+    head_init: str = field(default="linear_probe", metadata={
+        "help": "finetune: linear_probe = a head on mean-pooled features fitted by Bradley-Terry first, then the "
+                "encoder fine-tuned (LP-FT; starts at the linear head's accuracy); fresh = a new random head on the "
+                "model's own pooler (TRL's default)", "flag": "--head-init", "choices": HEAD_INITS, "form": True})
+    min_steps: int = field(default=96, metadata={
+        "help": "finetune: optimiser steps per fit at least (passes over the pairs follow from the data size)",
+        "flag": "--min-steps"})
+    max_passes: int = field(default=4, metadata={
+        "help": "finetune: passes over the training pairs per fit at most (caps --min-steps on small data)",
+        "flag": "--max-passes"})
+    validation_fraction: float = field(default=0.15, metadata={
+        "help": "finetune: share of the training pairs held out by prompt for early stopping (0 = none)",
+        "flag": "--validation-fraction", "form": False})
+    patience: int = field(default=3, metadata={
+        "help": "finetune: validation checks without improvement before a fit stops (best weights kept)",
+        "form": False})
+    eval_every: int = field(default=0, metadata={
+        "help": "finetune: optimiser steps between validation checks; 0 = twice per pass", "form": False})
+    dropout: bool = field(default=False, metadata={
+        "help": "finetune: keep the base model's dropout while training (off, as TRL's RewardTrainer defaults: the "
+                "fit is then deterministic and the same on one process or many)", "form": False})
+    probe_l2: float = field(default=1e-3, metadata={
+        "help": "finetune: L2 strength of the linear probe (as the linear model's TrainConfig.l2)", "form": False})
     batch_size: int = field(default=16, metadata={
         "help": "finetune: pairs per micro-batch (chosen and rejected go in one forward pass)",
         "flag": "--batch-size"})
@@ -76,9 +100,18 @@ class RewardModelConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
-        for name in ("epochs_per_step", "batch_size", "grad_accum", "score_batch_size", "curvature_pairs"):
+        for name in ("min_steps", "max_passes", "patience", "batch_size", "grad_accum", "score_batch_size",
+                     "curvature_pairs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {self.head_init!r}")
+        if not 0.0 <= self.validation_fraction < 0.5:
+            raise ValueError(f"validation_fraction must be in [0, 0.5), got {self.validation_fraction}")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be >= 0 (0 = twice per pass), got {self.eval_every}")
+        if self.probe_l2 < 0:
+            raise ValueError(f"probe_l2 must be >= 0, got {self.probe_l2}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.curvature_params not in CURVATURE_PARAMS:

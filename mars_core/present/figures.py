@@ -281,3 +281,29 @@ __all__: Sequence[str] = (
     "margin_histogram", "quality_curves", "allocation_figure", "strategy_comparison_figure", "spectrum_figure",
     "curvature_trend_figure", "curvature_scatter", "picked_curvature_figure", "ellipse_points", "toy_figure",
 )
+
+
+def validation_curve_figure(epoch_table: Sequence[Mapping]) -> go.Figure | None:
+    """The fine-tuned model's early-stopping check per fit: validation BT loss over optimiser steps, one line per
+    epoch (legend: passes taken, the step whose weights were kept); None when no fit held pairs out."""
+    fig = go.Figure()
+    for i, rec in enumerate(epoch_table):
+        details = (rec.get("metrics") or {}).get("fit_details") or {}
+        curve = details.get("validation") or []
+        if not curve:
+            continue
+        colour = _PALETTE[i % len(_PALETTE)]
+        steps, losses = [c["step"] for c in curve], [c["loss"] for c in curve]
+        fig.add_trace(go.Scatter(
+            x=steps, y=losses, mode="lines+markers", line_color=colour,
+            name=f"epoch {rec['epoch']}: {details.get('passes')} passes, kept step {details.get('best_step')}",
+            customdata=[c["accuracy"] for c in curve],
+            hovertemplate="step %{x}<br>loss %{y:.4f}<br>accuracy %{customdata:.3f}<extra></extra>"))
+        best = next((c for c in curve if c["step"] == details.get("best_step")), None)
+        if best is not None:
+            fig.add_trace(go.Scatter(x=[best["step"]], y=[best["loss"]], mode="markers", showlegend=False,
+                                     marker={"symbol": "star", "size": 13, "color": colour}, hoverinfo="skip"))
+    if not fig.data:
+        return None
+    return _layout(fig, "Early stopping: validation loss per fit (★ = weights kept)", xaxis_title="optimiser step",
+                   yaxis_title="BT loss on held-out training prompts")

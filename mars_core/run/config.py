@@ -205,7 +205,10 @@ class RunConfig:
 
 # settings that older versions stored and that no longer exist: dropped when a stored run is reopened,
 # so a store written before an upgrade still opens (any other unknown key is still an error)
-RETIRED_SETTINGS = {"ParaphraseConfig": frozenset({"timeout_s"})}  # timeout_s: now seconds_per_token
+RETIRED_SETTINGS = {
+    "ParaphraseConfig": frozenset({"timeout_s"}),  # timeout_s: now seconds_per_token
+    "RewardModelConfig": frozenset({"epochs_per_step"}),  # now min_steps / max_passes
+}
 
 
 def _build(cls: type, data: Any) -> Any:

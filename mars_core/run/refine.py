@@ -30,6 +30,7 @@ from mars_core.model.checkpoints import new_run_folder
 from mars_core.model.reward import cross_fitted_margins
 from mars_core.run.components import LazyParaphraser, Runtime, build_runtime
 from mars_core.run.config import RunConfig
+from mars_core.run.distributed import is_main, on_main
 from mars_core.run.epoch_metrics import AllocationSummary, EpochMetrics
 from mars_core.run.sources import SourceData, load_source
 from mars_core.run.status import RunStatus
@@ -215,19 +216,19 @@ class RefinementRun:
             allocation = allocate(alloc_margins, budget, cfg.allocation, seed=seed)
             requests, counts = paraphrase_requests(originals, allocation, seed)
 
-        if requests and isinstance(rt.paraphraser, LazyParaphraser) and not rt.paraphraser.loaded:
+        if requests and is_main() and isinstance(rt.paraphraser, LazyParaphraser) and not rt.paraphraser.loaded:
             with timer("loading paraphraser"):
                 rt.paraphraser.model()
 
         with timer("generating", total=int(sum(counts))):
             # rows are seeded by the run seed, not the epoch: row k of a text is the same for every
             # strategy and epoch that asks (the cache shares it), and each epoch starts after the rows used
-            selection = select_paraphrases(
+            selection = on_main(lambda: select_paraphrases(  # several processes: main generates, all receive
                 rt.paraphraser, requests, counts, rt.encoder, cfg.filters,
                 cfg.paraphrase.candidates_per_unit, cfg.paraphrase.generations_per_unit, cfg.refine.seed,
                 first=[inputs.rows_used.get((r.pair_id, r.side), 0) for r in requests],
                 on_round=lambda filled, total: progress("generating", filled, total),
-            )
+            ))
         timer.split("generating", "filtering", selection.filter_seconds)  # the filters ran between the rounds
         check_paraphrase_failures(selection, cfg.refine.max_failed_share)  # failure is not a result
 
@@ -237,7 +238,8 @@ class RefinementRun:
         contrast: tuple[list[ParaphraseRecord], list[PreferencePair]] = ([], [])
         if cfg.semantic.enabled and rt.encoder is not None:
             with timer("sharpening"):
-                contrast = sharpen(originals, allocation, rt.paraphraser, rt.encoder, cfg.semantic, epoch, seed)
+                contrast = on_main(lambda: sharpen(originals, allocation, rt.paraphraser, rt.encoder,
+                                                   cfg.semantic, epoch, seed))
         records += contrast[0]
         new_pairs += contrast[1]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -21,7 +22,8 @@ from mars_core.store.sqlite import Store
 
 pytestmark = pytest.mark.slow
 
-CONFIG = RewardModelConfig(kind="finetune", max_length=64, batch_size=8, learning_rate=2e-4, epochs_per_step=3)
+CONFIG = RewardModelConfig(kind="finetune", max_length=64, batch_size=8, learning_rate=2e-4, head_init="fresh",
+                          min_steps=6, max_passes=3, validation_fraction=0.0)  # 16 pairs: 2 steps a pass, 3 passes
 HELPFUL = "Boil salted water, add the pasta, stir, and cook it for about ten minutes until tender."
 UNHELPFUL = "No idea. Figure it out yourself, I am not going to help you with that."
 
@@ -82,7 +84,7 @@ def test_truncation_cuts_the_prompt_from_the_left_and_keeps_the_response_tail(tr
 
 
 def test_fit_counts_truncated_pairs_and_never_drops_them():
-    model = FinetuneRewardModel(dataclasses.replace(CONFIG, max_length=16, epochs_per_step=1))
+    model = FinetuneRewardModel(dataclasses.replace(CONFIG, max_length=16, max_passes=1))
     pairs = tiny_pairs(8)
     report = model.fit(pairs)
     assert report.details["truncated_pairs"] == 8 and report.n_pairs == 8
@@ -119,8 +121,11 @@ def test_a_trl_style_checkpoint_loads_via_base(trained, tmp_path):
     """TRL's RewardTrainer saves a one-output sequence classifier with save_pretrained; --base PATH scores with it."""
     model = trained[0]
     folder = tmp_path / "trl-reward"
-    model.model.save_pretrained(folder)
+    model.model.hf.save_pretrained(folder)
     model.tokenizer.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    config.pop("mars_pooling")  # TRL writes no pooling key: its head reads the model's own pooler
+    (folder / "config.json").write_text(json.dumps(config))
     theirs = FinetuneRewardModel(dataclasses.replace(CONFIG, base=str(folder)))
     pairs = trained[1]
     np.testing.assert_allclose(theirs.margins(pairs), model.margins(pairs), atol=1e-5)
@@ -168,7 +173,8 @@ def finetune_run_config(tmp_path) -> RunConfig:
     config = RunConfig(
         data=DataConfig(source="demo:text", n_pairs=40, seed=0),
         refine=RefineConfig(epochs=3, budget_per_epoch=0, cross_fit_folds=0, curvature_k=3),
-        reward=dataclasses.replace(CONFIG, epochs_per_step=1),
+        # the default start (linear probe, mean pooling) with a validation slice big enough to stop early
+        reward=dataclasses.replace(CONFIG, head_init="linear_probe", max_passes=1, validation_fraction=0.3),
     )
     return with_overrides(config, allocation={"strategy": "none"})
 
@@ -180,10 +186,16 @@ def test_a_step_runs_and_a_killed_step_resumes_from_the_last_whole_epoch(tmp_pat
     outcome = run.step(progress=lambda *args: events.append(args))
     assert outcome.epoch == 1 and store.epochs(run.run_id) == [0, 1]
     assert any(e[0] == "training" and len(e) == 4 and e[3].startswith("loss") for e in events)
+    details = outcome.metrics["fit_details"]
     trained = store.training_pairs(run.run_id, "auto")
     cut = [run.runtime.model.batcher.encode([p.prompt], [side])[0].truncated
            for p in trained for side in (p.chosen, p.rejected)]
-    assert outcome.metrics["fit_details"]["truncated_pairs"] == sum(a or b for a, b in zip(cut[::2], cut[1::2]))
+    cut_all = sum(a or b for a, b in zip(cut[::2], cut[1::2]))  # over every pair; the fit trains on all but validation
+    assert cut_all - details["validation_pairs"] <= details["truncated_pairs"] <= cut_all
+    assert details["pooling"] == "mean" and details["validation_pairs"] >= 8
+    assert details["validation"][0]["step"] == 0 and details["passes"] <= 1
+    assert "probe_loss" not in details  # the probe ran once, in epoch 0; epoch 1 continues from those weights
+    assert "probe_loss" in store.get_epoch(run.run_id, 0).metrics["fit_details"]
     stored = store.get_epoch(run.run_id, 1, with_model=True)
     assert "gauss-newton on head" in stored.curvature["method"]
     checkpoint = str(np.asarray(stored.model_state["checkpoint"]))

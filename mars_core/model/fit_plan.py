@@ -1,0 +1,87 @@
+"""How long one fit of the fine-tuned model trains, and when it stops.
+
+Length is counted in optimiser steps, not passes: 300 pairs in batches of 16 are 19 steps a pass, too few for
+anything to move, while 20,000 pairs are plenty in one. So a fit takes at least ``min_steps`` steps, as many
+passes as that needs, capped at ``max_passes`` (small data is not memorised by repetition). Early stopping
+watches the BT loss on a slice of the training pairs held out BY PROMPT (a paraphrase shares its parent's
+prompt, so it cannot leak across) and keeps the weights of the best evaluation, step 0 included: after a
+linear probe, that is a floor at the probe's own validation loss.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from mars_core.data.pairs import PreferencePair
+
+MIN_VALIDATION_PAIRS = 8  # fewer than this measures noise: train on everything, no early stopping
+MIN_IMPROVEMENT = 1e-4  # in validation BT loss (nats per pair)
+
+
+def plan_passes(steps_per_pass: int, min_steps: int, max_passes: int) -> int:
+    """Passes over the data that reach ``min_steps`` optimiser steps, at least 1 and at most ``max_passes``."""
+    if steps_per_pass < 1:
+        return 1
+    return max(1, min(max_passes, math.ceil(min_steps / steps_per_pass)))
+
+
+def split_by_prompt(
+    pairs: Sequence[PreferencePair], fraction: float, seed: int
+) -> tuple[list[PreferencePair], list[PreferencePair]]:
+    """(train, validation): whole prompts drawn (seeded) until ``fraction`` of the pairs is held out.
+
+    Returns every pair as training data when the slice would be under MIN_VALIDATION_PAIRS or would take
+    every prompt (one prompt for all pairs, as in some toy sets).
+    """
+    if fraction <= 0 or len(pairs) < 2 * MIN_VALIDATION_PAIRS:
+        return list(pairs), []
+    prompts = list(dict.fromkeys(p.prompt for p in pairs))
+    count: dict[str, int] = {}
+    for p in pairs:
+        count[p.prompt] = count.get(p.prompt, 0) + 1
+    target = fraction * len(pairs)
+    held: set[str] = set()
+    taken = 0
+    for i in np.random.default_rng(seed).permutation(len(prompts)):
+        if taken >= target:
+            break
+        held.add(prompts[i])
+        taken += count[prompts[i]]
+    if taken < MIN_VALIDATION_PAIRS or len(held) == len(prompts):
+        return list(pairs), []
+    return [p for p in pairs if p.prompt not in held], [p for p in pairs if p.prompt in held]
+
+
+@dataclass
+class EarlyStopping:
+    """Best validation loss so far, the weights that had it, and whether patience has run out."""
+
+    patience: int
+    curve: list[dict[str, float]] = field(default_factory=list)
+    best_loss: float = math.inf
+    best_step: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+    since_best: int = 0
+
+    def record(self, step: int, margins: np.ndarray, model: torch.nn.Module) -> bool:
+        """Log one evaluation; keep a CPU copy of the weights if they are the best; True = stop now."""
+        loss = float(np.mean(np.logaddexp(0.0, -margins)))
+        self.curve.append({"step": step, "loss": loss, "accuracy": float(np.mean(margins > 0))})
+        if loss < self.best_loss - MIN_IMPROVEMENT:
+            self.best_loss, self.best_step, self.since_best = loss, step, 0
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            return False
+        self.since_best += 1
+        return self.since_best >= self.patience
+
+    def restore_best(self, model: torch.nn.Module, last_step: int) -> bool:
+        """Put the best weights back unless the last step had them; True if weights changed."""
+        if self.best_state is None or self.best_step == last_step:
+            return False
+        model.load_state_dict(self.best_state)
+        return True

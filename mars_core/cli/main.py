@@ -27,6 +27,7 @@ from pathlib import Path  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from mars_core.cli.compare import add_compare_arguments, run_compare  # noqa: E402
+from mars_core.cli.suspects import add_suspects_arguments, run_suspects  # noqa: E402
 from mars_core.run.config import RefineConfig  # noqa: E402
 from mars_core.run.refine import RefinementRun, RunFinished  # noqa: E402
 from mars_core.run.settings import add_config_flags, config_from_args, given_flags  # noqa: E402
@@ -216,6 +217,7 @@ SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Command,
     "runs": (_runs_arguments, _runs, "list the runs in a store, with who holds a step lock"),
     "delete": (_delete_arguments, _delete, "delete a run and everything stored for it"),
     "compare": (add_compare_arguments, run_compare, "compare strategies at equal budget over seeds (and sweeps)"),
+    "suspects": (add_suspects_arguments, run_suspects, "list a run's likeliest label errors (pair id, score)"),
 }
 
 

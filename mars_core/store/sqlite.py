@@ -19,12 +19,15 @@ from typing import Any
 
 import numpy as np
 
+from mars_core.analysis.label_errors import LABEL_DECISIONS, apply_label_decisions
 from mars_core.data.pairs import PreferencePair
 from mars_core.store import locks
 from mars_core.store.records import (
     PARAPHRASE_STATUSES,
     REVIEW_STATUSES,
     EpochRecord,
+    LabelConflict,
+    LabelDecision,
     MarginRow,
     ParaphraseRecord,
     ReviewConflict,
@@ -37,8 +40,8 @@ from mars_core.store.records import (
 from mars_core.store.schema import SCHEMA, SCHEMA_VERSION
 
 # the records live in records.py; importing them from here keeps working
-__all__ = ["PARAPHRASE_STATUSES", "REVIEW_STATUSES", "EpochRecord", "MarginRow", "ParaphraseRecord",
-           "ReviewConflict", "RunRecord", "Store", "StoreError"]
+__all__ = ["PARAPHRASE_STATUSES", "REVIEW_STATUSES", "EpochRecord", "LabelConflict", "LabelDecision", "MarginRow",
+           "ParaphraseRecord", "ReviewConflict", "RunRecord", "Store", "StoreError"]
 
 def _select(table: str, run_id: int, extra: str = "", **equal: Any) -> tuple[str, list[Any]]:
     """SELECT * for one run, narrowed by column = value (a list or tuple means IN); None means any."""
@@ -64,8 +67,10 @@ class Store:
             with self._connect() as con:
                 con.execute("PRAGMA journal_mode=WAL")
                 con.executescript(SCHEMA)
-                con.execute(
-                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                con.execute(  # a version-1 store got the new tables above: record that it is current now
+                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE "
+                    "SET value = excluded.value WHERE CAST(meta.value AS INTEGER) < CAST(excluded.value AS INTEGER)",
+                    (str(SCHEMA_VERSION),),
                 )
         except sqlite3.OperationalError as exc:
             raise StoreError(f"cannot open the store {self.path} (SQLite said: {exc})") from exc
@@ -226,7 +231,8 @@ class Store:
 
         ``auto``: every synthetic pair except those built from a rejected paraphrase.
         ``gated``: only synthetic pairs whose paraphrases are all accepted or edited.
-        Edited paraphrases contribute the reviewer's text, not the generated one.
+        Edited paraphrases contribute the reviewer's text, not the generated one. Label decisions apply
+        last: a swapped original (and its synthetic children) trains reversed, a dropped one not at all.
         """
         if review_policy not in ("auto", "gated"):
             raise ValueError(f"review_policy must be 'auto' or 'gated', got {review_policy!r}")
@@ -247,7 +253,88 @@ class Store:
                     changes[side] = edited
             if usable:
                 out.append(pair.with_changes(**changes) if changes else pair)
+        return self.apply_label_decisions(run_id, out)
+
+    def apply_label_decisions(self, run_id: int, pairs: list[PreferencePair]) -> list[PreferencePair]:
+        """These pairs as the run's label decisions correct them (analysis.label_errors.apply_label_decisions)."""
+        decisions = {pid: d.decision for pid, d in self.label_decisions(run_id).items()}
+        if not decisions:
+            return pairs
+        return apply_label_decisions(pairs, decisions, self._reversed_children(run_id, pairs, decisions))
+
+    def _reversed_children(
+        self, run_id: int, pairs: list[PreferencePair], decisions: dict[str, str]
+    ) -> set[str]:
+        """Synthetic pairs built while their parent trained swapped: their chosen side descends from the
+        parent's stored rejected response (directly or through the paraphrase that replaced it)."""
+        children = [p for p in pairs if p.is_synthetic and p.parent_id in decisions]
+        if not children:
+            return set()
+        parents = {p.id: p for p in self.get_pairs(run_id, split="train", synthetic=False) if p.id in decisions}
+        with self._connect() as con:
+            sources = {r["id"]: r["source_text"] for r in con.execute(
+                "SELECT id, source_text FROM paraphrases WHERE run_id = ?", (run_id,)).fetchall()}
+        out = set()
+        for child in children:
+            parent = parents.get(child.parent_id or "")
+            origin = sources.get(child.chosen_paraphrase_id or "", child.chosen)
+            if parent is not None and origin == parent.rejected and origin != parent.chosen:
+                out.add(child.id)
         return out
+
+    # -- label decisions -------------------------------------------------------------------
+    def decide_label(
+        self, run_id: int, pair_id: str, decision: str, reviewer: str, expected: str | None = None,
+        score: float | None = None,
+    ) -> LabelDecision:
+        """Record one verdict on an original training pair's label, with its log line, in one transaction.
+
+        Applies only if the pair's current decision is still ``expected`` (None: undecided), so a second
+        reviewer who loaded the same pair gets LabelConflict instead of silently overwriting.
+        """
+        if decision not in LABEL_DECISIONS:
+            raise ValueError(f"label decision must be one of {', '.join(LABEL_DECISIONS)}, got {decision!r}")
+        if not reviewer or not reviewer.strip():
+            raise ValueError("a label decision needs the reviewer's name")
+        now = time.time()
+        with self._transaction() as con:
+            pair = con.execute(
+                "SELECT split, parent_id FROM pairs WHERE run_id = ? AND pair_id = ?", (run_id, pair_id)
+            ).fetchone()
+            if pair is None:
+                raise StoreError(f"no pair {pair_id!r} in run {run_id}")
+            if pair["split"] != "train" or pair["parent_id"] is not None:
+                raise ValueError(f"pair {pair_id} is not an original training pair; only those labels can be corrected")
+            row = con.execute(
+                "SELECT decision, reviewer FROM label_decisions WHERE run_id = ? AND pair_id = ?", (run_id, pair_id)
+            ).fetchone()
+            current = None if row is None else row["decision"]
+            if current != expected:
+                raise LabelConflict(pair_id, current, None if row is None else row["reviewer"])
+            con.execute(
+                "INSERT OR REPLACE INTO label_decisions VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, pair_id, decision, reviewer.strip(), now, score),
+            )
+            con.execute(
+                "INSERT INTO label_log VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, pair_id, decision, current, reviewer.strip(), score, now),
+            )
+        return LabelDecision(pair_id, decision, reviewer.strip(), now, score)
+
+    def label_decisions(self, run_id: int) -> dict[str, LabelDecision]:
+        with self._connect() as con:
+            rows = con.execute(
+                "SELECT * FROM label_decisions WHERE run_id = ? ORDER BY decided_at", (run_id,)
+            ).fetchall()
+        return {
+            r["pair_id"]: LabelDecision(r["pair_id"], r["decision"], r["reviewer"], r["decided_at"], r["score"])
+            for r in rows
+        }
+
+    def label_log(self, run_id: int) -> list[dict[str, Any]]:
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM label_log WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
+        return [dict(row) for row in rows]
 
     # -- paraphrases and review ------------------------------------------------------------
     def paraphrase_statuses(self, run_id: int) -> dict[str, tuple[str, str | None]]:

@@ -199,14 +199,15 @@ def print_report(summary: dict) -> None:
                   f"{c['precision_flipped']:.2f} | {f['gain_top']} | {f['gain_random']} | {f['top_minus_random']} |")
     print()
     print("| suite, noise | margins | share of q on flipped: mars abs / mars signed / uniform | "
-          "on gold-wrong: abs / signed / uniform | units on flipped: abs / signed / uniform |")
-    print("|---|---|---|---|---|")
+          "on gold-wrong: abs / signed / uniform | budget units on flipped: abs / signed / uniform | "
+          "units on gold-wrong: abs / signed / uniform |")
+    print("|---|---|---|---|---|---|")
     for key, r in summary.items():
         for source in ("in_sample", "out_of_fold"):
             s = {n: r["spend"][f"{n}/{source}"] for n in ALLOCATIONS}
             cells = [" / ".join(f"{s[n][m]:.3f}" for n in ALLOCATIONS)
-                     for m in ("q_on_flipped", "q_on_gold_wrong", "units_on_flipped")]
-            print(f"| {key} | {source.replace('_', '-')} | {cells[0]} | {cells[1]} | {cells[2]} |")
+                     for m in ("q_on_flipped", "q_on_gold_wrong", "units_on_flipped", "units_on_gold_wrong")]
+            print(f"| {key} | {source.replace('_', '-')} | {' | '.join(cells)} |")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,6 +6,7 @@ import streamlit as st
 
 from mars_core.present import figures, page_data, readouts, views
 from mars_core.present.app_shell import epoch_picker, page_frame
+from mars_core.review import labels
 
 store, run_id, done = page_frame(
     "Margins", "Δ = r(x, y+) − r(x, y−): positive when the reward model ranks the pair as labelled. "
@@ -57,3 +58,18 @@ if done:
                 st.session_state["review_pair_ids"] = hard["pair_id"].tolist()
                 st.switch_page("pages/review.py")
             st.caption("Opens the Review page on the paraphrases of these pairs only.")
+
+    st.subheader("Likely mislabeled")
+    scores = labels.label_scores(store, run_id, epoch)
+    if scores is None:
+        st.info(labels.why_no_scores(store, run_id))
+    else:
+        n_sus = int(st.number_input("How many", 5, 500, 20, step=5, key="mislabeled_n"))
+        st.dataframe(views.likely_mislabeled(labels.suspects(store, run_id, n_sus, epoch)), hide_index=True,
+                     key="mislabeled_table", column_config={
+                         "score": st.column_config.NumberColumn("P(label wrong)", format="%.3f"),
+                         "oof_margin": st.column_config.NumberColumn("out-of-fold Δ", format="%.3f"),
+                         "gold_margin": st.column_config.NumberColumn("gold Δ", format="%.3f")})
+        st.caption(f"σ(−Δ) from {scores.folds}: the chance, by a model that never trained on the pair, that the "
+                   f"rejected response is the better one; {scores.n_flagged} pairs reach the confident-learning "
+                   f"threshold {scores.threshold:.2f}. Correct them on the Review page (Labels tab).")

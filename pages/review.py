@@ -13,6 +13,7 @@ import streamlit as st
 
 from mars_core.present import page_data
 from mars_core.present.app_shell import page_frame
+from mars_core.present.label_review import label_tab
 from mars_core.present.model_cache import review_models
 from mars_core.present.safe_markdown import diff_markdown, escape_markdown
 from mars_core.review import paraphrases as review
@@ -249,6 +250,8 @@ def main() -> None:
     _progress(store, run_id)
     if last is None or last == 0:
         st.info("No paraphrases yet: step the run to generate some.")
+        st.subheader("Labels: likely mislabeled pairs")
+        label_tab(store, run_id, reviewer)
         return
     query = _filters(store, run_id)
     picked = st.session_state.get("review_pair_ids")
@@ -259,13 +262,15 @@ def main() -> None:
             st.rerun()
         query["pair_ids"] = picked
     queue = page_data.review_queue(store, run_id, last, _reward_model(str(store.path), run_id, last), **query)
-    focus, table, export = st.tabs(["One at a time", f"Table ({len(queue)})", "Export"])
+    focus, table, export, label_review = st.tabs(["One at a time", f"Table ({len(queue)})", "Export", "Labels"])
     with focus:
         _focus(store, run_id, queue, reviewer)
     with table:
         st.dataframe(queue[SHOWN_COLUMNS], hide_index=True, key="review_table")
     with export:
         _export(store, run_id)
+    with label_review:
+        label_tab(store, run_id, reviewer)
 
 
 main()

@@ -31,6 +31,7 @@ from tqdm import tqdm  # noqa: E402
 
 from mars_core.augment.selection import ParaphraserFailed  # noqa: E402
 from mars_core.cli.compare import add_compare_arguments, run_compare  # noqa: E402
+from mars_core.cli.suspects import add_suspects_arguments, run_suspects  # noqa: E402
 from mars_core.redaction import install_log_filter, redact  # noqa: E402
 from mars_core.run.config import RefineConfig, settle_flags, with_overrides  # noqa: E402
 from mars_core.run.distributed import is_main, store_path_for_this_process  # noqa: E402
@@ -295,6 +296,7 @@ SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Command,
     "runs": (_runs_arguments, _runs, "list the runs in a store, with who holds a step lock"),
     "delete": (_delete_arguments, _delete, "delete a run and everything stored for it"),
     "compare": (add_compare_arguments, run_compare, "compare strategies at equal budget over seeds (and sweeps)"),
+    "suspects": (add_suspects_arguments, run_suspects, "list a run's likeliest label errors (pair id, score)"),
 }
 
 

@@ -146,6 +146,15 @@ def hardest_pairs(
     return out
 
 
+def likely_mislabeled(suspects: pd.DataFrame) -> pd.DataFrame:
+    """The label-error ranking (review.labels.suspects) as the Margins page shows it: scores, then texts."""
+    columns = ["rank", "pair_id", "score", "oof_margin", "flagged", "decision", "gold_margin", "prompt", "chosen",
+               "rejected"]
+    out = suspects.reindex(columns=columns).copy()
+    out["gold_margin"] = pd.to_numeric(out["gold_margin"], errors="coerce").astype(float)
+    return out.reset_index(drop=True)
+
+
 # -- allocation --------------------------------------------------------------------------------------
 def allocation_frame(frame: pd.DataFrame, epoch: int) -> pd.DataFrame:
     """An epoch's stored allocation: one row per original training pair, largest share first (rank 1)."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -125,6 +125,11 @@ class RefinementRun:
             test_summary, train_summary, margins = _evaluate(runtime, train, [], test, None, None)
         with timer("spectrum"):
             curvature = model.spectrum(train, k=config.refine.curvature_k).to_dict()
+        with timer("scoring"):  # out-of-fold margins for label-error scores, after every other draw
+            oof = _epoch0_oof_margins(config, runtime, train)
+            if oof is not None:
+                margins = [replace(r, alloc_margin=float(oof[i])) for i, r in enumerate(margins[: len(train)])] + \
+                    margins[len(train):]
         with timer("saving"):
             state = model.state()
         metrics = EpochMetrics(
@@ -356,6 +361,18 @@ def _evaluate(
         rows += [MarginRow(p.id, "synthetic", float(m)) for p, m in zip(new_pairs, model.margins(new_pairs))]
     rows += [MarginRow(p.id, "test", float(m)) for p, m in zip(test, test_margins)]
     return test_summary, train_summary, rows
+
+
+def _epoch0_oof_margins(config: RunConfig, runtime: Runtime, train: Sequence[PreferencePair]) -> np.ndarray | None:
+    """Out-of-fold margins of the original pairs at creation, for label-error scores (analysis.label_errors).
+
+    Only for the linear head (k fits on cached features: seconds); a fine-tuned model would pay k fine-tunes,
+    so its scores start at epoch 1, where a cross-fitting strategy computes these margins anyway.
+    """
+    folds = config.refine.cross_fit_folds
+    if folds < 2 or len(train) < folds or config.reward.kind != "linear":
+        return None
+    return cross_fitted_margins(runtime.model, train, [], folds, config.refine.seed * 1000)
 
 
 def _allocation_summary(allocation: Allocation, cfg: RunConfig) -> AllocationSummary:

@@ -2,7 +2,10 @@
 
 Columns: prompt, chosen, rejected (what TRL needs), then provenance: id, source, parent_id,
 epoch_added, gold_margin, and for synthetic pairs the review status, reviewer and time of each
-paraphrase that built them. Edited paraphrases export the reviewer's text.
+paraphrase that built them. Edited paraphrases export the reviewer's text. Label corrections are applied
+(a swapped pair is written reversed, a dropped one is left out except under ``all``) and recorded per row:
+label_decision (keep / swap / drop / unsure, a synthetic pair showing its parent's), label_reviewer and
+label_decided_at.
 """
 
 from __future__ import annotations
@@ -45,8 +48,14 @@ def export_rows(store: Store, run_id: int, selection: str = "training", review_p
             )
             for p in pairs
         ]
+        corrected = {p.id: p for p in store.apply_label_decisions(run_id, pairs)}
+        pairs = [corrected.get(p.id, p) for p in pairs]  # dropped pairs stay in "all", marked
+        if selection == "reviewed":
+            pairs = [p for p in pairs if p.id in corrected]
+    decisions = store.label_decisions(run_id)
     rows = []
     for pair in pairs:
+        label = decisions.get(pair.parent_id if pair.is_synthetic else pair.id)
         used = [paraphrases[i] for i in (pair.chosen_paraphrase_id, pair.rejected_paraphrase_id) if i in paraphrases]
         if selection == "reviewed" and (not used or any(u.status not in ("accepted", "edited") for u in used)):
             continue
@@ -59,6 +68,9 @@ def export_rows(store: Store, run_id: int, selection: str = "training", review_p
             "reviewer": ",".join(sorted({u.reviewer for u in used if u.reviewer})) or None,
             "reviewed_at": _iso(max((u.reviewed_at for u in used if u.reviewed_at), default=None)),
             "paraphrase_model": used[0].model if used else None,
+            "label_decision": label.decision if label else None,
+            "label_reviewer": label.reviewer if label else None,
+            "label_decided_at": _iso(label.decided_at) if label else None,
         })
     return rows
 

@@ -36,6 +36,30 @@ class ReviewConflict(RuntimeError):
         self.reviewer = reviewer
 
 
+class LabelConflict(RuntimeError):
+    """Someone else changed this pair's label decision since it was loaded; nothing was overwritten."""
+
+    def __init__(self, pair_id: str, decision: str | None, reviewer: str | None) -> None:
+        super().__init__(
+            f"pair {pair_id} was already marked {decision!r} by {reviewer or 'someone else'}"
+            if decision else f"pair {pair_id}'s decision was withdrawn meanwhile"
+        )
+        self.pair_id = pair_id
+        self.decision = decision
+        self.reviewer = reviewer
+
+
+@dataclass(frozen=True)
+class LabelDecision:
+    """A reviewer's verdict on an original pair's label: keep, swap (train it reversed), drop, or unsure."""
+
+    pair_id: str
+    decision: str
+    reviewer: str
+    decided_at: float
+    score: float | None = None  # the label-error score the reviewer saw
+
+
 @dataclass(frozen=True)
 class RunRecord:
     id: int
@@ -74,7 +98,9 @@ class MarginRow:
     pair_id: str
     split: str
     margin: float
-    alloc_margin: float | None = None  # the margin the allocation saw (previous model, maybe cross-fitted)
+    # the margin the allocation saw (previous model, maybe cross-fitted); at epoch 0, the out-of-fold margin
+    # (linear model, folds >= 2) that label-error scores read
+    alloc_margin: float | None = None
     q: float | None = None
     count: int | None = None
     curvature: float | None = None  # sigma'(margin) * |delta phi|^2 under this epoch's model

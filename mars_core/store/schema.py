@@ -1,6 +1,11 @@
-"""The store's SQLite schema: one place to read what is persisted (and to port to PostgreSQL)."""
+"""The store's SQLite schema: one place to read what is persisted (and to port to PostgreSQL).
 
-SCHEMA_VERSION = 1
+Versions: 1, the first; 2 adds label_decisions and label_log (reviewers' corrections of original labels).
+Every table is CREATE IF NOT EXISTS and no existing one changes, so opening a version-1 store adds the new
+(empty) tables and raises its recorded version: old stores stay readable, nothing stored is touched.
+"""
+
+SCHEMA_VERSION = 2
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -78,6 +83,24 @@ CREATE TABLE IF NOT EXISTS margins (
     count INTEGER,
     curvature REAL,
     PRIMARY KEY (run_id, epoch, pair_id)
+);
+CREATE TABLE IF NOT EXISTS label_decisions (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    pair_id TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('keep', 'swap', 'drop', 'unsure')),
+    reviewer TEXT NOT NULL,
+    decided_at REAL NOT NULL,
+    score REAL,
+    PRIMARY KEY (run_id, pair_id)
+);
+CREATE TABLE IF NOT EXISTS label_log (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    pair_id TEXT NOT NULL,
+    decision TEXT NOT NULL,
+    previous TEXT,
+    reviewer TEXT NOT NULL,
+    score REAL,
+    at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS feature_cache (key TEXT PRIMARY KEY, vector BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS generation_cache (key TEXT PRIMARY KEY, texts TEXT NOT NULL, created_at REAL NOT NULL);

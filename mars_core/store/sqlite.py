@@ -21,10 +21,13 @@ import numpy as np
 
 from mars_core.data.pairs import PreferencePair
 from mars_core.store import locks
+from mars_core.store.label_decisions import LabelDecisionStore
 from mars_core.store.records import (
     PARAPHRASE_STATUSES,
     REVIEW_STATUSES,
     EpochRecord,
+    LabelConflict,
+    LabelDecision,
     MarginRow,
     ParaphraseRecord,
     ReviewConflict,
@@ -38,8 +41,8 @@ from mars_core.store.run_files import remove_run_folders
 from mars_core.store.schema import SCHEMA, SCHEMA_VERSION
 
 # the records live in records.py; importing them from here keeps working
-__all__ = ["PARAPHRASE_STATUSES", "REVIEW_STATUSES", "EpochRecord", "MarginRow", "ParaphraseRecord",
-           "ReviewConflict", "RunDeleted", "RunRecord", "Store", "StoreError"]
+__all__ = ["PARAPHRASE_STATUSES", "REVIEW_STATUSES", "EpochRecord", "LabelConflict", "LabelDecision", "MarginRow",
+           "ParaphraseRecord", "ReviewConflict", "RunDeleted", "RunRecord", "Store", "StoreError"]
 
 def _select(table: str, run_id: int, extra: str = "", **equal: Any) -> tuple[str, list[Any]]:
     """SELECT * for one run, narrowed by column = value (a list or tuple means IN); None means any."""
@@ -53,8 +56,12 @@ def _select(table: str, run_id: int, extra: str = "", **equal: Any) -> tuple[str
     return query, args
 
 
-class Store:
-    """The project's database. Safe to share between threads: each call opens its own connection."""
+class Store(LabelDecisionStore):
+    """The project's database. Safe to share between threads: each call opens its own connection.
+
+    Label-decision methods (decide_label, label_decisions, label_log, apply_label_decisions) come from
+    store/label_decisions.py.
+    """
 
     def __init__(self, path: str | os.PathLike[str], read_only: bool = False, create: bool = True) -> None:
         """Open (and by default create) a store.
@@ -76,8 +83,10 @@ class Store:
             with self._connect() as con:
                 con.execute("PRAGMA journal_mode=WAL")
                 con.executescript(SCHEMA)
-                con.execute(
-                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+                con.execute(  # a version-1 store got the new tables above: record that it is current now
+                    "INSERT INTO meta(key, value) VALUES ('schema_version', ?) ON CONFLICT(key) DO UPDATE "
+                    "SET value = excluded.value WHERE CAST(meta.value AS INTEGER) < CAST(excluded.value AS INTEGER)",
+                    (str(SCHEMA_VERSION),),
                 )
         except sqlite3.OperationalError as exc:
             raise StoreError(f"cannot open the store {self.path} (SQLite said: {exc})") from exc
@@ -271,7 +280,8 @@ class Store:
 
         ``auto``: every synthetic pair except those built from a rejected paraphrase.
         ``gated``: only synthetic pairs whose paraphrases are all accepted or edited.
-        Edited paraphrases contribute the reviewer's text, not the generated one.
+        Edited paraphrases contribute the reviewer's text, not the generated one. Label decisions apply
+        last: a swapped original (and its synthetic children) trains reversed, a dropped one not at all.
         """
         if review_policy not in ("auto", "gated"):
             raise ValueError(f"review_policy must be 'auto' or 'gated', got {review_policy!r}")
@@ -292,7 +302,7 @@ class Store:
                     changes[side] = edited
             if usable:
                 out.append(pair.with_changes(**changes) if changes else pair)
-        return out
+        return self.apply_label_decisions(run_id, out)
 
     # -- paraphrases and review ------------------------------------------------------------
     def paraphrase_statuses(self, run_id: int) -> dict[str, tuple[str, str | None]]:

@@ -114,6 +114,18 @@ def test_each_row_stops_at_its_own_token_budget(paraphraser):
 
 
 @pytest.mark.slow
+def test_a_batch_holds_prompts_of_one_length_only(paraphraser, monkeypatch):
+    """CTranslate2 corrupts sampled rows whose prompt outruns the batch's shortest (see the module docstring)."""
+    seen = []
+    decode = paraphraser._decode
+    monkeypatch.setattr(paraphraser, "_decode", lambda prompts, *a: (seen.append([len(p) for p in prompts]),
+                                                                      decode(prompts, *a))[1])
+    got = paraphraser.paraphrase(RESPONSES, 2, seed=4)
+    assert not got.failures and sum(len(b) for b in seen) == 8
+    assert all(len(set(b)) == 1 for b in seen) and any(len(b) > 1 for b in seen), seen
+
+
+@pytest.mark.slow
 def test_a_fresh_engine_replays_the_same_calls_to_the_same_rows(paraphraser):
     """The guarantee that remains without per-row seeds: same calls from a fresh load, same rows."""
     calls = [(RESPONSES, 2, 3, 0), (RESPONSES[1:3], 1, 3, 2)]

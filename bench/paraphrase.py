@@ -8,7 +8,10 @@ Rows (each on the same texts, n = 1, cache off, best of --repeats passes):
   ours                  LMParaphraser: finished rows leave the batch, shared prompt prefix computed once,
                         per-row seeded top-k/top-p sampler
   ours, no shared prefix / ours, batch 32 / ours, 1 thread: one knob changed at a time
-The machine is shared, so rows are noisy: compare within one run.
+  ct2                   CT2Paraphraser (int8, static prompt prefix, batch 16), same texts, n = 1
+  ct2, batch 32 / ct2, batch 48 / ct2, 1 thread: one knob changed at a time
+--engines picks which engines run (default both). The machine is shared, so rows are noisy: compare
+within one run. The real texts come from ../shared/data (or $MARS_HH_DATA).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from mars_core.augment.lm_paraphraser import LMParaphraser  # noqa: E402
 from mars_core.augment.paraphraser import ParaphraseConfig  # noqa: E402
 from mars_core.data.schemas import split_hh_dialogue  # noqa: E402
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh_harmless_dev.jsonl"
+REAL = Path(os.environ.get("MARS_HH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" /
+                          "hh_harmless_dev.jsonl"))
 
 TEXTS = [
     "I'm sorry, but I can't help with that request.",
@@ -147,6 +151,18 @@ def ours(para: LMParaphraser, texts: list[str], **changes) -> dict:
             "texts_s": len(texts) / got.seconds, "failures": len(got.failures)}
 
 
+def ct2(para, texts: list[str], **changes) -> dict:
+    """The CTranslate2 engine's real code path (cache off), with config changes."""
+    previous = para.config
+    para.config = dataclasses.replace(previous, **changes)
+    try:
+        got = para.paraphrase(texts, 1, seed=0)
+    finally:
+        para.config = previous
+    return {"tokens": got.tokens, "seconds": got.seconds, "tok_s": got.tokens / got.seconds,
+            "texts_s": len(texts) / got.seconds, "failures": len(got.failures)}
+
+
 def with_threads(threads: int, run):
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -161,34 +177,54 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="16 texts per set, main rows only")
     parser.add_argument("--real", type=int, default=48, help="real HH-RLHF responses")
     parser.add_argument("--repeats", type=int, default=None, help="passes over all rows (default 2, quick 1)")
+    parser.add_argument("--engines", default="transformers,ct2", help="comma-separated: transformers, ct2")
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "paraphrase.json"))
     args = parser.parse_args()
     repeats = args.repeats or (1 if args.quick else 2)
-    started = time.perf_counter()
-    para = LMParaphraser(ParaphraseConfig())
-    load_s = time.perf_counter() - started
+    engines = args.engines.split(",")
+    load_s: dict[str, float] = {}
+    para = fast = None
+    if "transformers" in engines:
+        started = time.perf_counter()
+        para = LMParaphraser(ParaphraseConfig(engine="transformers"))
+        load_s["transformers"] = time.perf_counter() - started
+        ours(para, TEXTS[:2], min_new_tokens=1, max_new_tokens=4)  # warm-up
+    if "ct2" in engines:
+        from mars_core.augment.ct2_paraphraser import CT2Paraphraser
+
+        started = time.perf_counter()
+        fast = CT2Paraphraser(ParaphraseConfig(engine="ct2"), progress=print)
+        load_s["ct2"] = time.perf_counter() - started
+        ct2(fast, TEXTS[:2], min_new_tokens=1, max_new_tokens=4)  # warm-up (caches the static prompt)
     sets = {"demo-like": TEXTS[::2] if args.quick else TEXTS,
             "real HH": real_texts(16 if args.quick else args.real) if REAL.exists() else []}
-    ours(para, TEXTS[:2], min_new_tokens=1, max_new_tokens=4)  # warm-up
     rows = []
     for set_name, texts in sets.items():
         if not texts:
             print(f"skipping {set_name}: {REAL} not found")
             continue
-        cases = [("generate()", lambda t=texts: hf_generate(para, t)), ("ours", lambda t=texts: ours(para, t))]
-        if not args.quick:
-            cases += [("ours, no shared prefix", lambda t=texts: ours(para, t, shared_prefix=False)),
-                      ("ours, batch 32", lambda t=texts: ours(para, t, batch_size=32)),
-                      ("ours, 1 thread", lambda t=texts: with_threads(1, lambda: ours(para, t)))]
+        cases = []
+        if para is not None:
+            cases += [("generate()", lambda t=texts: hf_generate(para, t)), ("ours", lambda t=texts: ours(para, t))]
+            if not args.quick:
+                cases += [("ours, no shared prefix", lambda t=texts: ours(para, t, shared_prefix=False)),
+                          ("ours, batch 32", lambda t=texts: ours(para, t, batch_size=32)),
+                          ("ours, 1 thread", lambda t=texts: with_threads(1, lambda: ours(para, t)))]
+        if fast is not None:
+            cases += [("ct2", lambda t=texts: ct2(fast, t))]
+            if not args.quick:
+                cases += [("ct2, batch 32", lambda t=texts: ct2(fast, t, batch_size=32)),
+                          ("ct2, batch 48", lambda t=texts: ct2(fast, t, batch_size=48))]
         for name, run in cases:
             passes = [run() for _ in range(repeats)]
             best = max(passes, key=lambda r: r["tok_s"])
             words = sum(len(t.split()) for t in texts) / len(texts)
             rows.append({"texts": set_name, "n_texts": len(texts), "mean_words": words, "setting": name, **best,
-                         "passes": passes})
+                         "passes": passes, "load_average": os.getloadavg()[0]})
             print(f"{set_name:10s} {name:26s} {best['tok_s']:7.1f} tok/s {best['texts_s']:6.2f} texts/s "
                   f"{best['tokens']:6d} tokens {best['seconds']:6.1f} s  load {os.getloadavg()[0]:.1f}", flush=True)
-    report = {"model": para.config.model, "name": para.name, "load_seconds": load_s,
+    report = {"model": ParaphraseConfig().model, "names": [p.name for p in (para, fast) if p is not None],
+              "load_seconds": load_s, "command": " ".join(sys.argv),
               "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "rows": rows}
     path = Path(args.json)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/paraphrase_quality.py --data demo --setting after [--units 100] [--json PATH]
     .venv/bin/python bench/paraphrase_quality.py --data real --setting after [--model packaged:smollm2]
+    .venv/bin/python bench/paraphrase_quality.py --data real --setting after --engine ct2   # or transformers
 
 A *budget unit* asks for one kept paraphrase of one response (the Step's unit, see
 mars_core/augment/selection.py). Settings:
@@ -37,15 +38,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from mars_core.augment.ct2_paraphraser import load_local  # noqa: E402
 from mars_core.augment.filters import FilterConfig, ParaphraseRequest, filter_candidates, refusal_polarity  # noqa: E402
-from mars_core.augment.lm_paraphraser import LMParaphraser  # noqa: E402
-from mars_core.augment.paraphraser import PLAIN_TEMPLATE, ParaphraseConfig  # noqa: E402
+from mars_core.augment.paraphraser import PLAIN_TEMPLATE, ParaphraseConfig, RowParaphraser  # noqa: E402
 from mars_core.augment.selection import select_paraphrases  # noqa: E402
 from mars_core.data.schemas import split_hh_dialogue  # noqa: E402
 from mars_core.data.text_suite import gold_reward, text_suite  # noqa: E402
 from mars_core.model.encoders import TextEncoder  # noqa: E402
 
-REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh_harmless_dev.jsonl"
+REAL = Path(os.environ.get("MARS_HH_DATA", Path(__file__).resolve().parents[2] / "shared" / "data" /
+                          "hh_harmless_dev.jsonl"))
 RESULTS = Path(__file__).parent / "results"
 OLD_INSTRUCTION = "Paraphrase the text below. Keep its meaning, change the wording. Reply with the paraphrase only."
 
@@ -118,7 +120,7 @@ class GoldJudge:
         return float(golds[int(np.argmax(emb @ self.encoder.encode([text])[0]))])
 
 
-def run_before(paraphraser: LMParaphraser, requests: list[ParaphraseRequest], encoder, seed: int) -> dict:
+def run_before(paraphraser: RowParaphraser, requests: list[ParaphraseRequest], encoder, seed: int) -> dict:
     """One generation per unit, filtered: how the Step spent its budget before issue 11."""
     started = time.perf_counter()
     got = paraphraser.paraphrase([r.text for r in requests], 1, seed)
@@ -131,7 +133,7 @@ def run_before(paraphraser: LMParaphraser, requests: list[ParaphraseRequest], en
             "gen_seconds": got.seconds, "wall_seconds": time.perf_counter() - started, "failures": len(got.failures)}
 
 
-def run_after(paraphraser: LMParaphraser, requests: list[ParaphraseRequest], encoder, seed: int) -> dict:
+def run_after(paraphraser: RowParaphraser, requests: list[ParaphraseRequest], encoder, seed: int) -> dict:
     """The Step's own selection path (over-generation, best that passes, retries)."""
     cfg = paraphraser.config
     started = time.perf_counter()
@@ -186,6 +188,8 @@ def main() -> None:
     parser.add_argument("--units", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", default=None, help="paraphrase model (default: ParaphraseConfig's)")
+    parser.add_argument("--engine", default="transformers", choices=("auto", "ct2", "transformers"),
+                        help="in-process engine (transformers: the numbers before issue 16)")
     parser.add_argument("--candidates", type=int, default=None, help="candidates_per_unit (default: the config's)")
     parser.add_argument("--cap", type=int, default=None, help="generations_per_unit (default: the config's)")
     parser.add_argument("--tag", default="", help="suffix of the JSON file name")
@@ -197,13 +201,13 @@ def main() -> None:
     vectors: dict[str, np.ndarray] = dict(np.load(cache_path)) if cache_path.exists() else {}
     known = len(vectors)
     encoder = TextEncoder().for_run((lambda keys: {k: vectors[k] for k in keys if k in vectors}, vectors.update))
-    config = ParaphraseConfig(**({"model": args.model} if args.model else {}),
+    config = ParaphraseConfig(engine=args.engine, **({"model": args.model} if args.model else {}),
                               **({"candidates_per_unit": args.candidates} if args.candidates else {}),
                               **({"generations_per_unit": args.cap} if args.cap else {}),
                               **({"prompt_template": PLAIN_TEMPLATE, "instruction": OLD_INSTRUCTION}
                                  if args.prompt == "plain" else {}))
     load_started = time.perf_counter()
-    paraphraser = LMParaphraser(config)
+    paraphraser = load_local(config)
     load_s = time.perf_counter() - load_started
     if args.data == "demo":
         units = demo_units(args.units, args.seed)
@@ -215,7 +219,7 @@ def main() -> None:
     runner = run_before if args.setting == "before" else run_after
     run = runner(paraphraser, requests, encoder, args.seed)
     row = summarise(run, requests, demo, judge)
-    row.update(data=args.data, setting=args.setting, prompt=args.prompt, model=config.model,
+    row.update(data=args.data, setting=args.setting, prompt=args.prompt, model=config.model, engine=args.engine,
                candidates_per_unit=config.candidates_per_unit, generations_per_unit=config.generations_per_unit, paraphraser=paraphraser.name,
                load_seconds=load_s, mean_source_words=float(np.mean([len(r.text.split()) for r in requests])),
                cpu_count=os.cpu_count(), load_average=os.getloadavg()[0], command=" ".join(sys.argv))
@@ -236,7 +240,7 @@ def main() -> None:
     if len(vectors) > known:
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache_path, **vectors)
-    path = Path(args.json or RESULTS / f"paraphrase_quality_{args.data}_{args.setting}_{args.prompt}{args.tag}.json")
+    path = Path(args.json or RESULTS / f"paraphrase_quality_{args.data}_{args.setting}_{args.prompt}_{args.engine}{args.tag}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(row, indent=2, default=str))
     print(f"wrote {path}")

@@ -88,8 +88,30 @@ def run(names: list[str]) -> int:
     return 0
 
 
-def report(path: Path) -> None:
+MORE = "<!-- more sections below -->"  # what follows this line in docs/results.md is written by others: kept
+
+
+def unstored_sections(text: str, stored: dict) -> list[str]:
+    """Experiments whose section in ``text`` shows results that are not stored here (a report would lose them)."""
+    lost = []
+    for exp in EXPERIMENTS:
+        head = f"## {exp.title}\n"
+        if exp.name in stored or head not in text:
+            continue
+        body = text.split(head, 1)[1].split("\n## ", 1)[0]
+        if "| strategy |" in body or "| sweep" in body:
+            lost.append(exp.name)
+    return lost
+
+
+def report(path: Path, force: bool = False) -> None:
     stored = {e.name: load_comparison(e.summary) for e in EXPERIMENTS if e.summary.exists()}
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    lost = unstored_sections(old.split(MORE, 1)[0], stored)
+    if lost and not force:
+        raise SystemExit(f"{path} shows results of {', '.join(lost)} that are not stored under {RESULTS}: "
+                         "regenerating would drop them. Copy their comparisons there, or pass --force.")
+    tail = old.split(MORE, 1)[1] if MORE in old else "\n"
     lines = [
         "# Does MARS beat its baselines? Results",
         "",
@@ -140,7 +162,7 @@ def report(path: Path) -> None:
         if exp.name == "toy-tau":
             lines += tau_note(stored.get(exp.name), exp.out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.write_text("\n".join(lines) + "\n" + MORE + tail, encoding="utf-8")
     print(f"wrote {path}")
 
 
@@ -205,10 +227,12 @@ def main() -> int:
     run_p.add_argument("names", nargs="+", choices=list(BY_NAME))
     rep = sub.add_parser("report", help="write docs/results.md")
     rep.add_argument("--out", default=str(ROOT / "docs" / "results.md"))
+    rep.add_argument("--force", action="store_true", help="write even if sections whose comparisons are not "
+                     "stored here would lose their results")
     args = parser.parse_args()
     if args.command == "run":
         return run(args.names)
-    report(Path(args.out))
+    report(Path(args.out), args.force)
     return 0
 
 

@@ -33,7 +33,9 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=32)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=None, help="paraphraser texts per generate call")
-    parser.add_argument("--json", default="bench/results/step.json")
+    parser.add_argument("--engine", default=None, choices=("auto", "ct2", "transformers"),
+                        help="paraphrase engine (default: the config's)")
+    parser.add_argument("--json", default=None, help="default bench/results/step[-ENGINE].json")
     args = parser.parse_args()
 
     rows: list[tuple[str, float, str]] = []
@@ -43,6 +45,9 @@ def main() -> None:
     )
     if args.batch_size:
         config = with_overrides(config, paraphrase={"batch_size": args.batch_size})
+    if args.engine:
+        config = with_overrides(config, paraphrase={"engine": args.engine})
+    args.json = args.json or f"bench/results/step{'-' + args.engine if args.engine else ''}.json"
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "bench.db")
         start = time.perf_counter()
@@ -85,6 +90,8 @@ def main() -> None:
         "rows": [{"what": n.strip(), "seconds": s, "note": note} for n, s, note in rows],
         "step_seconds": step_seconds, "paraphrase_tokens_per_s": tok_s, "train_pairs": n_train,
         "budget": args.budget, "batch_size": config.paraphrase.batch_size, "cpu_count": os.cpu_count(),
+        "engine": config.paraphrase.engine, "paraphraser": components.paraphraser.name,
+        "load_average": os.getloadavg()[0],
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2))

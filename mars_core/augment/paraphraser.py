@@ -62,6 +62,8 @@ _ROLES = ("system", "user", "assistant")
 
 
 OPENAI_PREFIX = "openai:"
+# in-process engines: auto = CTranslate2 when installed and the model's architecture converts, else transformers
+ENGINES = ("auto", "ct2", "transformers")
 API_KEY_ENVS = ("MARS_OPENAI_API_KEY", "OPENAI_API_KEY")
 
 
@@ -78,6 +80,11 @@ class ParaphraseConfig:
                 "openai:BASE_URL#MODEL for any OpenAI-compatible chat-completions server (key from "
                 "MARS_OPENAI_API_KEY or OPENAI_API_KEY)",
         "flag": "--paraphraser", "form": True})
+    engine: str = field(default="auto", metadata={
+        "help": "in-process engine for a local model: ct2 (CTranslate2, int8 on CPU, converted once into a cache "
+                "in the virtualenv), transformers, or auto (ct2 when installed and the model converts); "
+                "ignored for openai:",
+        "flag": "--paraphrase-engine", "choices": ENGINES, "form": True})
     candidates_per_unit: int = field(default=2, metadata={
         "help": "candidates generated per budget unit in the first round; the best that passes the filters is kept",
         "flag": "--candidates-per-unit"})
@@ -108,6 +115,8 @@ class ParaphraseConfig:
             raise ValueError("model must name a packaged alias, a local path, a hub id or openai:BASE_URL#MODEL")
         if self.is_openai:
             openai_target(self.model)  # raises with a clear message
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.candidates_per_unit < 1:
             raise ValueError(f"candidates_per_unit must be at least 1, got {self.candidates_per_unit}")
         if self.generations_per_unit < self.candidates_per_unit:

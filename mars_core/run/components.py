@@ -16,7 +16,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mars_core.augment.lm_paraphraser import LMParaphraser, lm_name
+from mars_core.augment.ct2_paraphraser import load_local, local_name
 from mars_core.augment.openai_paraphraser import OpenAIParaphraser, openai_name
 from mars_core.augment.paraphraser import (
     ParaphraseCache,
@@ -52,11 +52,12 @@ def load_encoder(name: str) -> TextEncoder:
 
 @functools.lru_cache(maxsize=2)
 def load_paraphraser(config: ParaphraseConfig) -> RowParaphraser:
-    """The in-process model, or a client of an OpenAI-compatible server for openai:BASE_URL#MODEL.
+    """The in-process model (engine per ``config.engine``), or a client of an OpenAI-compatible server for
+    openai:BASE_URL#MODEL.
 
     Shared read-only between jobs; a run paraphrases through ``.for_run(its cache)``, never through this object.
     """
-    return OpenAIParaphraser(config) if config.is_openai else LMParaphraser(config)
+    return OpenAIParaphraser(config) if config.is_openai else load_local(config)
 
 
 def run_encoder(name: str, store: Store | None) -> TextEncoder:
@@ -74,7 +75,7 @@ class LazyParaphraser:
     def __init__(self, config: ParaphraseConfig, cache: ParaphraseCache | None = None) -> None:
         self.config = config
         self.cache = cache
-        self.name = openai_name(config) if config.is_openai else lm_name(config)
+        self.name = openai_name(config) if config.is_openai else local_name(config)
         self._model: RowParaphraser | None = None
 
     @property

@@ -90,7 +90,7 @@ def main() -> None:
         "rows": [{"what": n.strip(), "seconds": s, "note": note} for n, s, note in rows],
         "step_seconds": step_seconds, "paraphrase_tokens_per_s": tok_s, "train_pairs": n_train,
         "budget": args.budget, "batch_size": config.paraphrase.batch_size, "cpu_count": os.cpu_count(),
-        "engine": config.paraphrase.engine, "paraphraser": components.paraphraser.name,
+        "engine": config.paraphrase.engine, "paraphraser": runtime.paraphraser.name,
         "load_average": os.getloadavg()[0],
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

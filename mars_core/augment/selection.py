@@ -39,6 +39,7 @@ class Selection:
     filter_seconds: float = 0.0  # judging candidates and picking the best, between the rounds
     cache_hits: int = 0
     rounds: int = 0
+    requested_rows: int = 0  # rows asked of the paraphraser, failed ones included (check_paraphrase_failures)
     failures: list[tuple[str, str]] = field(default_factory=list)
 
     @property
@@ -96,6 +97,7 @@ def select_paraphrases(
                                      first=[starts[i] + len(outputs[i]) for i in todo])
         result.rounds += 1
         result.generations += got.generations
+        result.requested_rows += sum(ask)
         result.tokens += got.tokens
         result.seconds += got.seconds
         result.cache_hits += got.cache_hits

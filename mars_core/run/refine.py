@@ -62,7 +62,7 @@ STAGES = (
     "reading", "scoring", "allocating", "loading paraphraser", "generating", "filtering", "crossing", "sharpening",
     "added curvature", "training", "evaluating", "spectrum", "saving",
 )
-EPOCH0_STAGES = ("training", "evaluating", "spectrum", "saving")
+EPOCH0_STAGES = ("training", "evaluating", "spectrum", "scoring", "saving")  # scoring: out-of-fold margins
 
 # progress(stage, done, total, detail=""): called at the start of each stage and as its work advances;
 # detail is a short free text (e.g. "loss 0.61") that a status line may show
@@ -119,7 +119,8 @@ class RefinementRun:
         model = runtime.model
         timer = _StageTimer(progress or _quiet)
         with timer("training"):
-            model.use_checkpoint_dir(new_run_folder(store.path))  # fine-tuned weights live beside the store
+            # one folder for every process: the main one writes the weights there, the others read them back
+            model.use_checkpoint_dir(on_main(lambda: new_run_folder(store.path)))
             fit = model.fit(train, progress=timer.progress)
         with timer("evaluating"):
             test_summary, train_summary, margins = _evaluate(runtime, train, [], test, None, None)

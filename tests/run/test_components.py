@@ -60,7 +60,7 @@ def test_two_runtimes_share_the_loaded_encoder_but_not_its_caches(tmp_path):
 
 @pytest.mark.slow
 def test_a_runs_paraphraser_is_a_view_with_its_own_cache_and_prefix_cache():
-    config = ParaphraseConfig(batch_size=2, max_new_tokens=24)
+    config = ParaphraseConfig(batch_size=2, max_new_tokens=24, engine="transformers")  # the engine with a KV prefix
     shared = load_paraphraser(config)
     cache_a, cache_b = DictCache(), DictCache()
     a, b = LazyParaphraser(config, cache_a), LazyParaphraser(config, cache_b)
@@ -72,3 +72,19 @@ def test_a_runs_paraphraser_is_a_view_with_its_own_cache_and_prefix_cache():
     assert view_a._prefix is not None and view_b._prefix is None and shared._prefix is None, "prefix caches per run"
     again = b.paraphrase(["The shop opens at nine and closes at five."], 2, seed=0)
     assert again.texts == got.texts and again.cache_hits == 0, "the second run generated the same rows itself"
+
+
+@pytest.mark.slow
+def test_a_runs_ct2_paraphraser_is_a_view_on_the_one_loaded_generator():
+    config = ParaphraseConfig(batch_size=2, max_new_tokens=24, engine="ct2")
+    shared = load_paraphraser(config)
+    cache_a, cache_b = DictCache(), DictCache()
+    a, b = LazyParaphraser(config, cache_a), LazyParaphraser(config, cache_b)
+    got = a.paraphrase(["The shop opens at nine and closes at five."], 2, seed=0)
+    assert len(got.texts[0]) == 2 and len(cache_a.rows) == 2 and cache_b.rows == {}
+    view_a, view_b = a.model(), b.model()
+    assert view_a.generator is view_b.generator is shared.generator, "one converted model in memory"
+    assert view_a.cache is cache_a and view_b.cache is cache_b and shared.cache is None, "no rewiring"
+    again = b.paraphrase(["The shop opens at nine and closes at five."], 2, seed=0)
+    # CTranslate2 rows are not seeded per row (ct2_paraphraser.py): the second run generates its own, caches its own
+    assert again.cache_hits == 0 and len(again.texts[0]) == 2 and len(cache_b.rows) == 2 and len(cache_a.rows) == 2

@@ -107,11 +107,15 @@ def test_a_toy_step_and_a_toy_comparison_at_once_give_what_each_gives_alone(tmp_
 @pytest.mark.slow
 def test_a_text_step_and_a_text_comparison_at_once_give_what_each_gives_alone(tmp_path):
     """The real packaged paraphraser and encoder, shared by both jobs: their caches and the LM's prompt-prefix
-    cache stay each job's own. Both jobs ask for rows of the same texts with the same seed."""
+    cache stay each job's own. Both jobs ask for rows of the same texts with the same seed.
+
+    The transformers engine: it seeds every row on its own. The CTranslate2 engine draws from one stream per
+    process (augment/ct2_paraphraser.py), so with it two jobs agree only through the store's generation cache."""
     refine = RefineConfig(epochs=1, budget_per_epoch=3, cross_fit_folds=0, seed=0)
     run_config = with_overrides(RunConfig(data=DataConfig(source="demo:text", n_pairs=40), refine=refine),
-                                allocation={"strategy": "mars"}, paraphrase={"generations_per_unit": 4})
+                                allocation={"strategy": "mars"},
+                                paraphrase={"generations_per_unit": 4, "engine": "transformers"})
     spec = CompareSpec(base=with_overrides(RunConfig(data=DataConfig(source="demo:text", n_pairs=40), refine=refine),
-                                           paraphrase={"generations_per_unit": 4}),
+                                           paraphrase={"generations_per_unit": 4, "engine": "transformers"}),
                        strategies=("uniform", "mars"), seeds=1, best_of_n=0)
     assert_same_alone_and_together(tmp_path, run_config, 1, spec)

@@ -14,6 +14,7 @@ With one process (no WORLD_SIZE in the environment) every helper here is a plain
 
 from __future__ import annotations
 
+import atexit
 import os
 import sqlite3
 import tempfile
@@ -39,7 +40,21 @@ def is_main() -> bool:
 def _state():
     from accelerate import PartialState
 
-    return PartialState()  # process-wide singleton: the same process group the fine-tuned model's Accelerator uses
+    state = PartialState()  # process-wide singleton: the same process group the fine-tuned model's Accelerator uses
+    if not _closing:
+        _closing.append(atexit.register(_leave_group))
+    return state
+
+
+_closing: list = []
+
+
+def _leave_group() -> None:
+    """Leave the process group at exit: a gloo group left open can abort (SIGABRT) a process as it ends."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier() -> None:

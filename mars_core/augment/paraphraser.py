@@ -80,7 +80,8 @@ class ParaphraseConfig:
                 "openai:BASE_URL#MODEL for any OpenAI-compatible chat-completions server (key from "
                 "MARS_OPENAI_API_KEY or OPENAI_API_KEY)",
         "flag": "--paraphraser", "form": True})
-    engine: str = field(default="auto", metadata={
+    # default transformers until bench/paraphrase.py and bench/paraphrase_quality.py show ct2 faster and no worse
+    engine: str = field(default="transformers", metadata={
         "help": "in-process engine for a local model: ct2 (CTranslate2, int8 on CPU, converted once into a cache "
                 "in the virtualenv), transformers, or auto (ct2 when installed and the model converts); "
                 "ignored for openai:",

@@ -161,15 +161,16 @@ def test_under_load_a_batch_gets_slower_never_emptier(paraphraser):
 def test_engine_choice_resolves_and_names(tmp_path):
     assert resolve_engine(ParaphraseConfig(engine="transformers")) == "transformers"
     assert resolve_engine(ParaphraseConfig(engine="ct2")) == "ct2"
-    assert resolve_engine(ParaphraseConfig()) == "ct2"  # auto: the packaged llama converts
-    assert local_name(ParaphraseConfig()) == ct2_name(ParaphraseConfig()) != lm_name(ParaphraseConfig())
-    assert local_name(ParaphraseConfig(engine="transformers")) == lm_name(ParaphraseConfig())
+    auto = ParaphraseConfig(engine="auto")
+    assert resolve_engine(auto) == "ct2"  # the packaged llama converts
+    assert local_name(auto) == ct2_name(auto) != lm_name(auto)
+    assert local_name(ParaphraseConfig()) == lm_name(ParaphraseConfig())  # the default engine: transformers
     assert ct2_name(ParaphraseConfig()).startswith("ct2:packaged:smollm2|int8|")
     assert ct2_name(ParaphraseConfig()) != ct2_name(ParaphraseConfig(temperature=0.5))
     folder = tmp_path / "encoder-only"
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    assert resolve_engine(ParaphraseConfig(model=str(folder))) == "transformers"  # auto: not a CT2 causal LM
+    assert resolve_engine(ParaphraseConfig(model=str(folder), engine="auto")) == "transformers"  # not a CT2 LM
     with pytest.raises(ValueError, match="engine must be one of"):
         ParaphraseConfig(engine="onnx")
 

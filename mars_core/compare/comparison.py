@@ -240,7 +240,7 @@ def run_comparison(spec: CompareSpec, out_dir: str | Path, progress: Progress | 
     notify("runs", len(keys), len(keys), "done")
     comparison = summarize(spec.to_dict(), [(value, load_result(out, key)) for value, key in plan(spec)])
     comparison.extra["wall_seconds_this_call"] = round(time.perf_counter() - started, 2)
-    comparison.extra["lm_generations_computed"] = store_generation_count(store)
+    comparison.extra["lm_generations_computed"] = store.generation_count()
     comparison.extra["summary_file"] = str(write_summary(out, comparison))
     return comparison
 
@@ -351,15 +351,6 @@ def bon_candidates(spec: CompareSpec, seed: int) -> CandidateSets | None:
     if spec.base.data.source == "demo:toy":
         return toy_candidates(spec.best_of_n, seed=seed)
     return None
-
-
-def store_generation_count(store: Store) -> int | None:
-    """Distinct cached LM generation calls in the store: the LM work actually done, shared by all runs."""
-    try:
-        with store._connect() as con:  # noqa: SLF001 - a count the store has no method for
-            return int(con.execute("SELECT COUNT(*) FROM generation_cache").fetchone()[0])
-    except Exception:  # an older or different store schema: the count is informative, not essential
-        return None
 
 
 def _mean_of(values: list[Any]) -> float | None:

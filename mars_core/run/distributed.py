@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import atexit
 import os
-import sqlite3
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+
+from mars_core.store.sqlite import Store
 
 T = TypeVar("T")
 
@@ -104,13 +105,11 @@ def store_path_for_this_process(db: str | Path) -> Path:
         return db
     if is_main():
         db.parent.mkdir(parents=True, exist_ok=True)
-        sqlite3.connect(db).close()
+        Store(db)  # the store exists, schema and all, before anyone copies it
     barrier()
     if is_main():
         barrier()
         return db
-    copy = Path(tempfile.mkdtemp(prefix=f"mars-rank{rank()}-")) / db.name
-    with sqlite3.connect(db) as source, sqlite3.connect(copy) as target:
-        source.backup(target)
+    copy = Store(db, read_only=True).copy_to(Path(tempfile.mkdtemp(prefix=f"mars-rank{rank()}-")) / db.name)
     barrier()
     return copy

@@ -486,7 +486,28 @@ class Store(LabelDecisionStore):
             cursor = con.execute(query + " ORDER BY epoch, rowid", args)
             return [d[0] for d in cursor.description], cursor.fetchall()
 
+    def copy_to(self, path: str | os.PathLike[str]) -> Path:
+        """A consistent copy of the whole store at ``path`` (SQLite's online backup): e.g. the private store
+        of a non-main process of a distributed run (run/distributed.py)."""
+        target = Path(path)
+        with self._connect() as source:
+            copy = sqlite3.connect(target)
+            try:
+                source.backup(copy)
+            finally:
+                copy.close()
+        return target
+
     # -- caches ----------------------------------------------------------------------------
+    def generation_count(self) -> int | None:
+        """Cached LM generation calls: the LM work actually done, shared by every run of this store (None for a
+        store too old to have the cache)."""
+        try:
+            with self._connect() as con:
+                return int(con.execute("SELECT COUNT(*) FROM generation_cache").fetchone()[0])
+        except sqlite3.OperationalError:
+            return None
+
     def get_features(self, keys: list[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         with self._connect() as con:

@@ -7,7 +7,9 @@ serialises its own calls with a lock. Everything that belongs to one run lives i
 it and is never reached from another job: the reward model being trained, the encoder's and paraphraser's
 views of the shared models (their caches read from and write to this run's store; the LM's prompt-prefix
 KV cache is the view's own), and the run's random streams, which are generators seeded from (run seed,
-epoch) and passed down, never the global ones. So two jobs running at once give the results each gives alone.
+epoch) and passed down, never the global ones. So two jobs running at once give the results each gives alone
+(with the default transformers engine; the CTranslate2 engine has one random stream per process, so there two
+jobs agree only through the store's generation cache: see augment/ct2_paraphraser.py).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from mars_core.augment.ct2_convert import ConversionError, converted_dir, ensure
 from mars_core.augment.ct2_paraphraser import CT2Paraphraser, ct2_name, local_name, resolve_engine
 from mars_core.augment.lm_paraphraser import lm_name
 from mars_core.augment.paraphraser import ParaphraseConfig, Paraphraser
+from tests.dict_cache import DictCache
 
 RESPONSES = [
     "I'm sorry, but I can't help with that request.",
@@ -28,16 +29,6 @@ RESPONSES = [
 ]
 SMALL = ParaphraseConfig(max_new_tokens=40, batch_size=4, engine="ct2")
 
-
-class DictCache:
-    def __init__(self) -> None:
-        self.data: dict[str, list[str]] = {}
-
-    def get(self, key: str) -> list[str] | None:
-        return self.data.get(key)
-
-    def put(self, key: str, texts: list[str]) -> None:
-        self.data[key] = list(texts)
 
 
 class SlowCT2Paraphraser(CT2Paraphraser):

@@ -17,6 +17,7 @@ import torch
 from mars_core.augment.lm_paraphraser import LMParaphraser
 from mars_core.augment.paraphraser import ParaphraseConfig, Paraphraser
 from mars_core.augment.serve_openai import lm_backend
+from tests.dict_cache import DictCache
 
 pytestmark = pytest.mark.slow
 
@@ -28,16 +29,6 @@ RESPONSES = [
 ]
 SMALL = ParaphraseConfig(max_new_tokens=40, batch_size=4)
 
-
-class DictCache:
-    def __init__(self) -> None:
-        self.data: dict[str, list[str]] = {}
-
-    def get(self, key: str) -> list[str] | None:
-        return self.data.get(key)
-
-    def put(self, key: str, texts: list[str]) -> None:
-        self.data[key] = list(texts)
 
 
 class SlowLMParaphraser(LMParaphraser):

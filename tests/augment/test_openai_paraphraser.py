@@ -17,6 +17,7 @@ import pytest
 from mars_core.augment.openai_paraphraser import OpenAIParaphraser, api_key
 from mars_core.augment.paraphraser import ParaphraseConfig
 from mars_core.augment.serve_openai import _Handler, make_server
+from tests.dict_cache import DictCache
 
 KEY = "sk-test-ZZ-secret-4711"
 
@@ -172,16 +173,6 @@ def test_a_refused_request_is_not_retried(serve):
     assert "HTTP 401" in got.failures[0][1] and "invalid api key" in got.failures[0][1]
     assert len(server.auth) == 1, "retrying cannot fix a refused key"
 
-
-class DictCache:
-    def __init__(self) -> None:
-        self.data: dict[str, list[str]] = {}
-
-    def get(self, key):
-        return self.data.get(key)
-
-    def put(self, key, texts):
-        self.data[key] = texts
 
 
 def test_rows_are_cached_so_a_second_ask_sends_nothing(serve):

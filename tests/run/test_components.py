@@ -11,6 +11,7 @@ from mars_core.model.encoders import ModelNotFoundError, text_key
 from mars_core.run.components import LazyParaphraser, build_runtime, load_encoder, load_paraphraser
 from mars_core.run.config import DataConfig, RunConfig
 from mars_core.store.sqlite import Store
+from tests.dict_cache import DictCache
 
 
 def test_the_lazy_paraphraser_loads_nothing_until_asked_for_text(tmp_path):
@@ -29,18 +30,6 @@ def test_lazy_name_matches_the_loaded_paraphraser():
     lazy = LazyParaphraser(ParaphraseConfig())
     assert lazy.name == load_paraphraser(ParaphraseConfig()).name
 
-
-class DictCache:
-    """A generation cache (the ParaphraseCache protocol) in a dict."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, list[str]] = {}
-
-    def get(self, key: str) -> list[str] | None:
-        return self.rows.get(key)
-
-    def put(self, key: str, texts: list[str]) -> None:
-        self.rows[key] = texts
 
 
 @pytest.mark.slow

@@ -1,10 +1,10 @@
 """The app in a real headless Chromium: render seconds per page, first launch, and a Step in the app vs the CLI.
 
-    .venv/bin/python bench/app.py render [--sizes 1000 10000 100000] [--project DIR] [--label after]
+    .venv/bin/python bench/app.py render [--sizes 1000 10000 100000] [--data toy|demo] [--project DIR] [--label after]
     .venv/bin/python bench/app.py launch [--project DIR]          # fresh store: seconds until Step is enabled
     .venv/bin/python bench/app.py step --db STORE --run ID [--project DIR]   # same epoch, app vs CLI
 
-render: builds a 2-D toy store per size (one Step, so every page has an allocation) with the CLI of the
+render: builds a 2-D toy (or, with --data demo, a text demo) store per size (one Step, so every page has an allocation) with the CLI of the
 project measured, starts `streamlit run app.py` there as a user would (the project's own settings), and
 opens every page by its address, twice: "cold" (the first visit after the server started) and "warm".
 A page is rendered when its heading shows, the script stopped running and every Plotly chart has drawn.
@@ -121,22 +121,25 @@ def time_page(page, name: str, timeout_s: float = 400) -> float:
     return seconds
 
 
-def toy_store(project: Path, pairs: int, folder: Path) -> tuple[Path, int]:
-    db = folder / f"toy{pairs}.db"
+def demo_store(project: Path, data: str, pairs: int, folder: Path) -> tuple[Path, int]:
+    """A store of one run on the toy or the text demo at ``pairs`` pairs, stepped once (built once, then kept)."""
+    db = folder / f"{data}{pairs}.db"
     if not db.exists():
-        subprocess.run([_python(project), "-m", "mars_core", "run", "--data", "toy", "--pairs", str(pairs),
-                        "--epochs", "1", "--db", str(db), "--name", f"toy {pairs}"], cwd=project, check=True,
+        start = time.monotonic()
+        subprocess.run([_python(project), "-m", "mars_core", "run", "--data", data, "--pairs", str(pairs),
+                        "--epochs", "1", "--db", str(db), "--name", f"{data} {pairs}"], cwd=project, check=True,
                        env={**os.environ, **ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        print(f"built {db.name} in {time.monotonic() - start:.0f} s", flush=True)
     with sqlite3.connect(db) as con:
         return db, int(con.execute("SELECT max(id) FROM runs").fetchone()[0])
 
 
 def render(args, browser) -> dict:
-    out: dict = {"label": args.label, "project": str(args.project), "sizes": {}}
+    out: dict = {"label": args.label, "project": str(args.project), "data": args.data, "sizes": {}}
     folder = Path(args.stores) / args.label
     folder.mkdir(parents=True, exist_ok=True)
     for n in args.sizes:
-        db, run_id = toy_store(args.project, n, folder)
+        db, run_id = demo_store(args.project, args.data, n, folder)
         with server(args.project, db, folder / f"server{n}.log") as (url, proc):
             row: dict = {}
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
@@ -234,6 +237,7 @@ def main() -> None:
     parser.add_argument("--project", type=Path, default=ROOT, help="the checkout whose app is measured")
     parser.add_argument("--label", default="after")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 100_000])
+    parser.add_argument("--data", choices=("toy", "demo"), default="toy", help="render: the 2-D toy or the text demo")
     parser.add_argument("--pages", nargs="+", default=list(PAGES), choices=list(PAGES))
     parser.add_argument("--visits", nargs="+", default=["cold", "warm"], choices=["cold", "warm"])
     parser.add_argument("--stores", default=str(Path(tempfile.gettempdir()) / "mars-bench-app"))
@@ -250,7 +254,8 @@ def main() -> None:
         browser.close()
     if args.part == "render":
         print(table(result))
-    path = ROOT / "bench" / "results" / f"app-{args.part}-{args.label}.json"
+    suffix = f"-{args.data}" if args.part == "render" and args.data != "toy" else ""
+    path = ROOT / "bench" / "results" / f"app-{args.part}-{args.label}{suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=2))
     print(f"wrote {path}")

@@ -12,7 +12,7 @@ from mars_core.data.readers import COMPRESSIONS, EXTENSIONS
 from mars_core.data.schemas import AXES, FORMATS, required_columns
 from mars_core.present import page_data, views
 from mars_core.present.app_shell import page_frame
-from mars_core.present.page_data import cached_columns, table_page
+from mars_core.present.page_data import cached_columns
 from mars_core.present.run_form import create_run, form_config, settings_widgets
 from mars_core.present.safe_markdown import escape_markdown
 from mars_core.store.uploads import save_upload
@@ -27,14 +27,10 @@ with browse:
         record = store.get_run(run_id)
         st.caption(f"Run #{run_id}: {escape_markdown(record.data_source)}")
         kind = st.segmented_control("Show", ["train", "test", "synthetic"], default="train", key="data_split") or "train"
-        pairs = (page_data.pairs(store, run_id, split="train", synthetic=True) if kind == "synthetic"
-                 else page_data.pairs(store, run_id, split=kind, synthetic=False))
         last = store.last_epoch(run_id)
-        frame = page_data.margins(store, run_id, last) if last is not None else None
-        start, stop = table_page(len(pairs), "data_pairs_page")
-        table = views.pairs_table(pairs[start:stop], frame, last)
-        st.caption(f"{len(pairs):,} {kind} pairs" + (f" (rows {start + 1:,}–{stop:,} shown)" if len(pairs) > stop -
-                                                     start else "")
+        total, start, stop, table = page_data.pairs_table_page(store, run_id, kind, last, "data_pairs_page")
+        st.caption(f"{total:,} {kind} pairs" + (f" (rows {start + 1:,}–{stop:,} shown)" if total > stop - start
+                                                else "")
                    + (f"; margin column: Δ at epoch {last}" if last is not None else ""))
         st.dataframe(table, hide_index=True, key="data_pairs_table")
 

@@ -60,12 +60,12 @@ if done:
             st.caption("Opens the Review page on the paraphrases of these pairs only.")
 
     st.subheader("Likely mislabeled")
-    scores = labels.label_scores(store, run_id, epoch)
+    scores = page_data.label_scores(store, run_id, epoch)
     if scores is None:
         st.info(labels.why_no_scores(store, run_id))
     else:
         n_sus = int(st.number_input("How many", 5, 500, 20, step=5, key="mislabeled_n"))
-        st.dataframe(views.likely_mislabeled(labels.suspects(store, run_id, n_sus, epoch)), hide_index=True,
+        st.dataframe(views.likely_mislabeled(labels.suspects(store, run_id, n_sus, scores=scores)), hide_index=True,
                      key="mislabeled_table", column_config={
                          "score": st.column_config.NumberColumn("P(label wrong)", format="%.3f"),
                          "oof_margin": st.column_config.NumberColumn("out-of-fold Δ", format="%.3f"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from mars_core.analysis.label_errors import LABEL_DECISIONS
+from mars_core.present import page_data
 from mars_core.present.safe_markdown import escape_markdown
 from mars_core.review import labels
 from mars_core.store.sqlite import Store
@@ -42,11 +43,11 @@ def _pct(p: float) -> str:
 def label_tab(store: Store, run_id: int, reviewer: str) -> None:
     for level, message in st.session_state.pop("labels_flash", []):
         getattr(st, level)(escape_markdown(message))
-    scores = labels.label_scores(store, run_id)
+    scores = page_data.label_scores(store, run_id)
     if scores is None:
         st.info(labels.why_no_scores(store, run_id))
         return
-    counts = labels.progress(store, run_id)
+    counts = labels.progress(store, run_id, scores)
     st.caption(escape_markdown(
         f"Score σ(−Δ): the probability, under a model that never trained on the pair ({scores.folds}), that the "
         f"rejected response is the better one. {scores.n_flagged} of {len(scores.frame)} pairs score at least "
@@ -55,7 +56,7 @@ def label_tab(store: Store, run_id: int, reviewer: str) -> None:
     for col, key in zip(st.columns(5), (*LABEL_DECISIONS, "flagged"), strict=True):
         col.metric(key.capitalize(), counts[key])
     only_flagged = st.toggle("Only flagged pairs", value=True, key="labels_only_flagged")
-    queue = labels.suspects(store, run_id, undecided_only=True)
+    queue = labels.ranking(store, run_id, undecided_only=True, scores=scores)
     if only_flagged:
         queue = queue[queue["flagged"]]
     seen = st.session_state.setdefault("labels_seen", [])
@@ -66,9 +67,11 @@ def label_tab(store: Store, run_id: int, reviewer: str) -> None:
             st.session_state["labels_seen"] = []
             st.rerun()
     else:
-        _focus(store, run_id, remaining.iloc[0], len(queue) - len(remaining) + 1, len(queue), reviewer)
-    with st.expander(f"Ranking and decisions ({len(scores.frame)} pairs)"):
-        table = labels.suspects(store, run_id)
+        item = labels.with_texts(store, run_id, remaining.head(1)).iloc[0]
+        _focus(store, run_id, item, len(queue) - len(remaining) + 1, len(queue), reviewer)
+    with st.expander(f"Ranking and decisions ({len(scores.frame):,} pairs)"):
+        start, stop = page_data.table_page(len(scores.frame), "labels_table_page")
+        table = labels.with_texts(store, run_id, labels.ranking(store, run_id, scores=scores).iloc[start:stop])
         st.dataframe(table[["rank", "pair_id", "score", "confidence", "flagged", "decision", "reviewer",
                             "gold_margin", "prompt", "chosen", "rejected"]], hide_index=True, key="labels_table")
         st.caption("Decisions apply at the next Step (swapped pairs train reversed, dropped ones not at all; their "

@@ -16,6 +16,7 @@ import streamlit as st
 
 from mars_core.data.pairs import PreferencePair
 from mars_core.present import views
+from mars_core.review import labels
 from mars_core.review import paraphrases as review
 from mars_core.store.sqlite import Store
 
@@ -53,6 +54,16 @@ def pairs(store: Store, run_id: int, split: str | None = None, synthetic: bool |
     return _pairs(str(store.path), run_id, stamp(store, run_id), split, synthetic)
 
 
+def label_scores(store: Store, run_id: int, epoch: int | None = None) -> labels.LabelScores | None:
+    """labels.label_scores, from the server's copy: a pure function of stored margins (decisions are read live)."""
+    return _label_scores(str(store.path), run_id, stamp(store, run_id), epoch)
+
+
+@st.cache_resource(show_spinner=False, max_entries=6)
+def _label_scores(db: str, run_id: int, at: Stamp, epoch: int | None) -> labels.LabelScores | None:
+    return labels.label_scores(Store(db), run_id, epoch)
+
+
 TABLE_ROWS = 1_000  # rows a table shows at once; a page picker reaches the rest
 
 
@@ -63,6 +74,18 @@ def table_page(total: int, key: str, rows: int = TABLE_ROWS) -> tuple[int, int]:
     pages = (total + rows - 1) // rows
     page = int(st.number_input(f"Page (of {pages:,}, {rows:,} rows each)", 1, pages, 1, key=key))
     return (page - 1) * rows, min(page * rows, total)
+
+
+def pairs_table_page(store: Store, run_id: int, kind: str, epoch: int | None,
+                     key: str) -> tuple[int, int, int, pd.DataFrame]:
+    """(total, start, stop, table) of one page of a run's train, test or synthetic pairs with their Δ at
+    ``epoch``: reads only the rows shown, so the first visit costs the same at 1,000 and 100,000 pairs."""
+    split, synthetic = ("train", True) if kind == "synthetic" else (kind, False)
+    total = store.count_pairs(run_id, split=split, synthetic=synthetic)
+    start, stop = table_page(total, key)
+    pairs = store.get_pairs(run_id, split=split, synthetic=synthetic, offset=start, limit=stop - start)
+    margins = store.pair_margins(run_id, epoch, [p.id for p in pairs]) if epoch is not None else None
+    return total, start, stop, views.pairs_table(pairs, margins)
 
 
 def cached_columns(path: str) -> list[str]:

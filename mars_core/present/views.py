@@ -246,17 +246,16 @@ def curvature_scatter_frame(frame: pd.DataFrame, epoch: int) -> pd.DataFrame:
 
 
 # -- pairs and paraphrases ---------------------------------------------------------------------------
-def pairs_table(pairs: Sequence[PreferencePair], frame: pd.DataFrame | None = None, epoch: int | None = None) -> pd.DataFrame:
-    """Pairs as rows (text columns first), with each pair's margin at ``epoch`` where the store has one."""
+def pairs_table(pairs: Sequence[PreferencePair], margins: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """Pairs as rows (text columns first), with each pair's margin (Store.pair_margins) where one is given."""
     table = pd.DataFrame({
         "pair_id": [p.id for p in pairs], "prompt": [p.prompt for p in pairs], "chosen": [p.chosen for p in pairs],
         "rejected": [p.rejected for p in pairs], "source": [p.source for p in pairs],
         "parent_id": [p.parent_id for p in pairs], "epoch_added": [p.epoch_added for p in pairs],
         "gold_margin": pd.to_numeric(pd.Series([p.gold_margin for p in pairs], dtype=object), errors="coerce"),
     })
-    if frame is not None and epoch is not None:
-        margins = frame[frame["epoch"] == epoch].drop_duplicates("pair_id").set_index("pair_id")["margin"]
-        table["margin"] = table["pair_id"].map(margins).astype(float)
+    if margins is not None:
+        table["margin"] = [float(margins.get(p.id, np.nan)) for p in pairs]
     return table
 
 

@@ -57,10 +57,8 @@ def scored_epochs(store: Store, run_id: int) -> list[int]:
         epoch, source = rec["epoch"], str((rec.get("allocation") or {}).get("margin_source", ""))
         if epoch >= 1 and "cross-fitted" in source:
             out.append(epoch)
-        elif epoch == 0:
-            rows = store.margin_rows(run_id, 0, "train")
-            if rows and all(r["alloc_margin"] is not None for r in rows):
-                out.append(0)
+        elif epoch == 0 and store.margins_complete(run_id, 0, "train", "alloc_margin"):
+            out.append(0)
     return out
 
 
@@ -100,12 +98,22 @@ def label_scores(store: Store, run_id: int, epoch: int | None = None) -> LabelSc
 
 def suspects(
     store: Store, run_id: int, top: int | None = None, epoch: int | None = None, undecided_only: bool = False,
+    scores: LabelScores | None = None,
 ) -> pd.DataFrame:
-    """The ranking with each pair's texts (as stored) and any decision on it; empty if no scores exist."""
-    scores = label_scores(store, run_id, epoch)
-    columns = [*SCORE_COLUMNS, "decision", "reviewer", "prompt", "chosen", "rejected", "gold_margin"]
+    """The ranking with each pair's texts (as stored) and any decision on it; empty if no scores exist.
+
+    ``scores``: label_scores' answer when the caller already has it (the app keeps it per stored epoch)."""
+    return with_texts(store, run_id, ranking(store, run_id, top, epoch, undecided_only, scores))
+
+
+def ranking(
+    store: Store, run_id: int, top: int | None = None, epoch: int | None = None, undecided_only: bool = False,
+    scores: LabelScores | None = None,
+) -> pd.DataFrame:
+    """suspects without the texts: cheap at 100,000 pairs, so a page can pick its rows before reading texts."""
+    scores = scores if scores is not None else label_scores(store, run_id, epoch)
     if scores is None:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=[*SCORE_COLUMNS, "decision", "reviewer"])
     frame = scores.frame
     decisions = store.label_decisions(run_id)
     if undecided_only:
@@ -114,20 +122,27 @@ def suspects(
         if top < 1:
             raise ValueError(f"top must be at least 1, got {top}")
         frame = frame.head(top)
-    pairs = {p.id: p for p in store.get_pairs(run_id, split="train", synthetic=False)}
     out = frame.copy()
     out["decision"] = [decisions[i].decision if i in decisions else None for i in out["pair_id"]]
     out["reviewer"] = [decisions[i].reviewer if i in decisions else None for i in out["pair_id"]]
+    return out.reset_index(drop=True)
+
+
+def with_texts(store: Store, run_id: int, ranked: pd.DataFrame) -> pd.DataFrame:
+    """``ranked`` (rows of ranking) with each pair's prompt, responses and gold margin, read for those rows only."""
+    pairs = {p.id: p for p in store.get_pairs(run_id, split="train", synthetic=False,
+                                              ids=ranked["pair_id"].tolist())}
+    out = ranked.copy()
     for column in ("prompt", "chosen", "rejected", "gold_margin"):
         out[column] = [getattr(pairs[i], column) if i in pairs else None for i in out["pair_id"]]
-    return out.reset_index(drop=True)[columns]
+    return out[[*SCORE_COLUMNS, "decision", "reviewer", "prompt", "chosen", "rejected", "gold_margin"]]
 
 
-def progress(store: Store, run_id: int) -> dict[str, int]:
-    """Decisions so far, per kind, and how many pairs the threshold flags."""
+def progress(store: Store, run_id: int, scores: LabelScores | None = None) -> dict[str, int]:
+    """Decisions so far, per kind, and how many pairs the threshold flags (``scores``: as in suspects)."""
     decided = store.label_decisions(run_id)
     counts = {d: sum(1 for x in decided.values() if x.decision == d) for d in LABEL_DECISIONS}
-    scores = label_scores(store, run_id)
+    scores = scores if scores is not None else label_scores(store, run_id)
     counts["decided"] = len(decided)
     counts["flagged"] = scores.n_flagged if scores else 0
     return counts

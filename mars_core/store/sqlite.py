@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,9 @@ from mars_core.store.schema import SCHEMA, SCHEMA_VERSION
 # the records live in records.py; importing them from here keeps working
 __all__ = ["PARAPHRASE_STATUSES", "REVIEW_STATUSES", "EpochRecord", "LabelConflict", "LabelDecision", "MarginRow",
            "ParaphraseRecord", "ReviewConflict", "RunDeleted", "RunRecord", "Store", "StoreError"]
+
+MAX_SQL_IDS = 10_000  # ids asked for with IN (...); more are filtered in Python (SQLite allows 32,766 variables)
+
 
 def _select(table: str, run_id: int, extra: str = "", **equal: Any) -> tuple[str, list[Any]]:
     """SELECT * for one run, narrowed by column = value (a list or tuple means IN); None means any."""
@@ -258,13 +261,27 @@ class Store(LabelDecisionStore):
             ],
         )
 
-    def get_pairs(self, run_id: int, split: str | None = None, synthetic: bool | None = None) -> list[PreferencePair]:
-        """Pairs as stored (synthetic ones with their generated texts, before review edits)."""
+    def get_pairs(self, run_id: int, split: str | None = None, synthetic: bool | None = None,
+                  ids: Sequence[str] | None = None, offset: int = 0, limit: int | None = None) -> list[PreferencePair]:
+        """Pairs as stored (synthetic ones with their generated texts, before review edits), in stored order.
+
+        ``ids``, ``offset`` and ``limit`` read only what a page shows: at 100,000 pairs the whole list costs
+        about a second, a page of 1,000 a few milliseconds."""
+        extra = "" if synthetic is None else " AND parent_id IS NOT NULL" if synthetic else " AND parent_id IS NULL"
+        wanted = set(ids) if ids is not None and len(ids) > MAX_SQL_IDS else None  # past SQLite's variable limit
+        query, args = _select("pairs", run_id, extra, split=split, pair_id=None if wanted is not None else ids)
+        query += " ORDER BY rowid" + (" LIMIT ? OFFSET ?" if limit is not None or offset else "")
+        if limit is not None or offset:
+            args += [-1 if limit is None else limit, offset]
+        with self._connect() as con:
+            rows = con.execute(query, args).fetchall()
+        return [self._pair(row) for row in rows if wanted is None or row["pair_id"] in wanted]
+
+    def count_pairs(self, run_id: int, split: str | None = None, synthetic: bool | None = None) -> int:
         extra = "" if synthetic is None else " AND parent_id IS NOT NULL" if synthetic else " AND parent_id IS NULL"
         query, args = _select("pairs", run_id, extra, split=split)
         with self._connect() as con:
-            rows = con.execute(query + " ORDER BY rowid", args).fetchall()
-        return [self._pair(row) for row in rows]
+            return int(con.execute(query.replace("SELECT *", "SELECT count(*)", 1), args).fetchone()[0])
 
     @staticmethod
     def _pair(row: sqlite3.Row) -> PreferencePair:
@@ -485,6 +502,22 @@ class Store(LabelDecisionStore):
             con.row_factory = None
             cursor = con.execute(query + " ORDER BY epoch, rowid", args)
             return [d[0] for d in cursor.description], cursor.fetchall()
+
+    def pair_margins(self, run_id: int, epoch: int, ids: Sequence[str]) -> dict[str, float]:
+        """{pair_id: Δ at ``epoch``} for the given pairs only (a page's worth; the primary key finds them)."""
+        query, args = _select("margins", run_id, epoch=epoch, pair_id=ids)
+        with self._connect() as con:
+            return {r["pair_id"]: r["margin"] for r in con.execute(query, args).fetchall()}
+
+    def margins_complete(self, run_id: int, epoch: int, split: str, column: str = "alloc_margin") -> bool:
+        """Whether ``epoch`` stored ``column`` for every ``split`` pair (e.g. out-of-fold margins), counted in SQL."""
+        if column not in ("margin", "alloc_margin", "q", "count", "curvature"):
+            raise ValueError(f"not a margins column: {column!r}")
+        query, args = _select("margins", run_id, epoch=epoch, split=split)
+        with self._connect() as con:
+            total, present = con.execute(query.replace("SELECT *", f"SELECT count(*), count({column})", 1),
+                                         args).fetchone()
+        return bool(total) and total == present
 
     def copy_to(self, path: str | os.PathLike[str]) -> Path:
         """A consistent copy of the whole store at ``path`` (SQLite's online backup): e.g. the private store

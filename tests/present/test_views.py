@@ -185,13 +185,15 @@ def test_synthetic_pairs_frame_links_children_to_parents(toy_run):
     assert first["margin"] == pytest.approx(margin_rows[first["pair_id"]])
 
 
-def test_pairs_table_joins_margins(toy_run):
+def test_pairs_table_joins_the_margins_of_the_rows_it_shows(toy_run):
     store, run_id, _ = toy_run
-    frame = views.margins_frame(store.margin_rows(run_id, 2))
     pairs = store.get_pairs(run_id, split="test")
-    table = views.pairs_table(pairs, frame, 2)
+    page = store.get_pairs(run_id, split="test", offset=3, limit=5)
+    assert [p.id for p in page] == [p.id for p in pairs[3:8]]
+    assert store.count_pairs(run_id, split="test") == len(pairs)
+    table = views.pairs_table(page, store.pair_margins(run_id, 2, [p.id for p in page]))
     expected = {r["pair_id"]: r["margin"] for r in store.margin_rows(run_id, 2, "test")}
-    assert table["margin"].tolist() == pytest.approx([expected[p.id] for p in pairs])
+    assert table["margin"].tolist() == pytest.approx([expected[p.id] for p in page])
     assert table["gold_margin"].notna().all()
 
 

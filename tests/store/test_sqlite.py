@@ -50,6 +50,23 @@ def store(tmp_path) -> Store:
     return Store(tmp_path / "mars.db")
 
 
+def test_a_page_of_pairs_and_its_margins_are_read_without_the_rest(store):
+    run = store.create_run("big", {}, "toy", _pairs(12_000), _pairs(3, "t"))
+    store.commit_epoch(run, _epoch(1, _pairs(1)[0]))
+    assert store.count_pairs(run, split="train", synthetic=False) == 12_000
+    assert store.count_pairs(run, split="train") == 12_002  # synthetic pairs are training pairs too
+    assert store.count_pairs(run, split="train", synthetic=True) == 2
+    assert [p.id for p in store.get_pairs(run, split="train", offset=9_998, limit=3)] == ["p9998", "p9999", "p10000"]
+    many = [f"p{i}" for i in range(0, 12_000, 1)][::-1]  # more ids than one IN (...) may hold
+    assert {p.id for p in store.get_pairs(run, split="train", synthetic=False, ids=many)} == set(many)
+    assert [p.id for p in store.get_pairs(run, ids=["p7", "t1", "nope"])] == ["p7", "t1"]
+    assert store.pair_margins(run, 1, ["p2", "p3", "t0"]) == pytest.approx({"p2": 0.2, "p3": 0.30000000000000004})
+    assert store.margins_complete(run, 1, "train", "alloc_margin")
+    assert not store.margins_complete(run, 1, "test", "alloc_margin")  # no test rows stored at epoch 1
+    with pytest.raises(ValueError, match="not a margins column"):
+        store.margins_complete(run, 1, "train", "margin; DROP TABLE pairs")
+
+
 def test_run_and_pairs_round_trip(store):
     run = store.create_run("demo", {"tau": 2.0}, "demo:text", _pairs(4), _pairs(2, "t"))
     assert store.get_run(run).config == {"tau": 2.0}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -105,12 +106,16 @@ def _columns(path: str, mtime_ns: int, size: int) -> list[str]:
 def review_queue(store: Store, run_id: int, model_epoch: int, model: Any, **query: Any) -> pd.DataFrame:
     """review.review_queue, recomputed only when a paraphrase's review state, an epoch or the filters change.
 
-    The queue scores every original pair with the reward model (seconds at 100,000 pairs); the key holds
+    The shift score's scale is the median |Δ| stored with the model's epoch (the same model's margins on the
+    training pairs), so only paraphrased pairs are scored; the key holds
     each paraphrase's (status, reviewed_at), so any decision, even a second edit, is seen at once.
     """
     records = store.get_paraphrases(run_id)
     reviews = hash(tuple((r.id, r.status, r.reviewed_at) for r in records))
-    return _queue(str(store.path), run_id, stamp(store, run_id), model_epoch, reviews, model, query)
+    stored = margins(store, run_id, model_epoch, "train")["margin"].to_numpy()
+    typical = float(np.median(np.abs(stored))) if len(stored) else None
+    return _queue(str(store.path), run_id, stamp(store, run_id), model_epoch, reviews, model,
+                  {**query, "typical_margin": typical})
 
 
 @st.cache_data(show_spinner=False, max_entries=4)

@@ -101,6 +101,17 @@ def test_queue_joins_each_paraphrase_with_its_pair_and_margin(stepped):
     np.testing.assert_array_equal(model.weights, run.runtime.model.weights)
 
 
+def test_the_stored_margins_scale_gives_the_queue_that_scoring_every_pair_gives(stepped):
+    """The app passes the median |Δ| stored with the model's epoch instead of rescoring every pair."""
+    store, run = stepped
+    full = review.review_queue(store, run.run_id)
+    stored = [r["margin"] for r in store.margin_rows(run.run_id, store.last_epoch(run.run_id), "train")]
+    fast = review.review_queue(store, run.run_id, typical_margin=float(np.median(np.abs(stored))))
+    assert fast["id"].tolist() == full["id"].tolist()
+    for column in ("margin", "margin_after", "shift_score", "suspicion"):
+        assert fast[column].tolist() == pytest.approx(full[column].tolist(), abs=1e-5)
+
+
 def _hand_made_epoch(tmp_path):
     """A toy run plus an epoch of hand-written candidates, each suspicious in one known way."""
     store = Store(tmp_path / "q.db")

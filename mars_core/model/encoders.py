@@ -9,12 +9,14 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib.util
+import json
 import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -93,6 +95,24 @@ def text_key(model: str, text: str) -> str:
     return hashlib.sha1(f"{model}\x00{text}".encode()).hexdigest()
 
 
+def folder_shape(path: Path | str) -> tuple[int, int] | None:
+    """(embedding size, max tokens) of a sentence-transformers folder of Transformer, Pooling and Normalize
+    modules, read from its config files; None when they do not say (then the network is loaded to ask it)."""
+    try:
+        folder = Path(path)
+        modules = json.loads((folder / "modules.json").read_text())
+        kinds = {m["type"].rsplit(".", 1)[-1] for m in modules}
+        pooling = next(m["path"] for m in modules if m["type"].endswith(".Pooling"))
+        pool = json.loads((folder / pooling / "config.json").read_text())
+        max_tokens = int(json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"])
+    except (OSError, ValueError, KeyError, StopIteration, TypeError):
+        return None
+    if not kinds <= {"Transformer", "Pooling", "Normalize"}:
+        return None
+    modes = sum(1 for k, v in pool.items() if k.startswith("pooling_mode_") and v is True)
+    return int(pool["word_embedding_dimension"]) * max(modes, 1), max_tokens
+
+
 class TextEncoder:
     """Sentence embeddings (L2-normalised) computed once per distinct text.
 
@@ -103,19 +123,45 @@ class TextEncoder:
     """
 
     def __init__(self, model: str = DEFAULT_ENCODER, device: str | None = None, batch_size: int = 64) -> None:
-        from sentence_transformers import SentenceTransformer
-
         self.name = model
         self.device = pick_device(device)
         self.batch_size = batch_size
-        self._model = SentenceTransformer(str(resolve_model(model)), device=self.device)
-        self.dim = int(self._model.get_embedding_dimension())
-        self.max_tokens = int(self._model.max_seq_length)
+        self._path = resolve_model(model)  # a missing model is an error now, not at the first encode
+        # the network loads at the first text not cached (a page reading cached features never waits for it);
+        # the holder is shared by every view, so one load serves them all
+        self._net: dict[str, Any] = {"model": None}
+        shape = folder_shape(self._path)
+        self._dim, self._max_tokens = shape if shape is not None else (None, None)
         self._memory: dict[str, np.ndarray] = {}
         self._persist: tuple[GetMany, PutMany] | None = None
         self.encoded_count = 0  # texts actually run through the network (cache misses)
         self._lock = threading.RLock()  # shared by every view of this network
         self.listener: Listener | None = None  # progress(stage, done, total, detail) while encoding, if set
+
+    @property
+    def _model(self):
+        with self._lock:
+            if self._net["model"] is None:
+                from sentence_transformers import SentenceTransformer
+
+                self._net["model"] = SentenceTransformer(str(self._path), device=self.device)
+            return self._net["model"]
+
+    @property
+    def loaded(self) -> bool:
+        return self._net["model"] is not None
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = int(self._model.get_embedding_dimension())
+        return self._dim
+
+    @property
+    def max_tokens(self) -> int:
+        if self._max_tokens is None:
+            self._max_tokens = int(self._model.max_seq_length)
+        return self._max_tokens
 
     def for_run(self, persist: tuple[GetMany, PutMany] | None) -> TextEncoder:
         """A view with the same network and caches of its own: misses are read from, and new vectors written

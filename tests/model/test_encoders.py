@@ -7,7 +7,6 @@ import pytest
 _WARNING_KEY = "sequence-length-is-longer-than-the-specified-maximum"
 
 
-
 @pytest.mark.slow
 def test_truncating_a_long_prompt_keeps_its_end_and_the_log_clean(text_encoder, transformers_warnings):
     words = " ".join(f"word{i}" for i in range(400))  # well over MiniLM's 256 word pieces
@@ -43,3 +42,16 @@ def test_encoding_reports_progress_and_a_second_encoder_on_the_same_store_encode
 
     again = TextEncoder().for_run((store.get_features, store.put_features))  # a new process: the same store
     assert (again.encode(texts) == vectors).all() and again.encoded_count == 0
+    assert not again.loaded, "every text was cached: the network never loaded (a page visit does not wait for it)"
+    assert again.dim == first.dim == vectors.shape[1] and not again.loaded  # read from the folder's config
+    again.encode(["a text nobody encoded yet"])
+    assert again.loaded and again.encoded_count == 1
+
+
+def test_the_folder_config_gives_the_networks_own_shape(text_encoder):
+    from mars_core.model.encoders import folder_shape
+
+    text_encoder.encode(["load the network"])
+    net = text_encoder._model
+    assert folder_shape(text_encoder._path) == (net.get_embedding_dimension(), net.max_seq_length)
+    assert folder_shape(text_encoder._path.parent) is None  # not a sentence-transformers folder: ask the network

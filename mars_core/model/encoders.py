@@ -172,7 +172,14 @@ class TextEncoder:
 
     @property
     def tokenizer(self):
-        return self._model.tokenizer
+        """The folder's tokenizer, loaded alone (a fraction of a second): cutting prompts, which decides the
+        cache keys, must not need the network. Always this one, so a key never depends on what is loaded."""
+        with self._lock:
+            if self._net.get("tokenizer") is None:
+                from transformers import AutoTokenizer
+
+                self._net["tokenizer"] = AutoTokenizer.from_pretrained(str(self._path))
+            return self._net["tokenizer"]
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embeddings of shape (len(texts), dim), float32, unit norm."""

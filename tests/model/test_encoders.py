@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
 
 _WARNING_KEY = "sequence-length-is-longer-than-the-specified-maximum"
 
@@ -55,3 +59,22 @@ def test_the_folder_config_gives_the_networks_own_shape(text_encoder):
     net = text_encoder._model
     assert folder_shape(text_encoder._path) == (net.get_embedding_dimension(), net.max_seq_length)
     assert folder_shape(text_encoder._path.parent) is None  # not a sentence-transformers folder: ask the network
+
+
+def test_the_standalone_tokenizer_cuts_prompts_as_the_networks_own_tokenizer_does(text_encoder):
+    """Cache keys hold the cut prompt: the tokenizer loaded alone must cut exactly as the network's would."""
+    from mars_core.data.loading import load_pairs
+    from mars_core.data.text_suite import text_suite
+
+    text_encoder.encode(["load the network"])
+    prompts = [p.prompt for p in text_suite(n_pairs=60, seed=3)]
+    hh = ROOT.parent / "shared" / "data" / "hh_harmless_dev.jsonl"
+    if hh.exists():  # real multi-turn transcripts (CI has them beside the clone)
+        prompts += [p.prompt for p in load_pairs(hh)[0][:80]]
+    prompts.append(" ".join(f"Ünïcode-{i} naïve café" for i in range(150)))
+    theirs = text_encoder._model.tokenizer
+    for budget in (16, 96):
+        for prompt in prompts:
+            ids = theirs(prompt, add_special_tokens=False)["input_ids"]
+            assert text_encoder.tokenizer(prompt, add_special_tokens=False)["input_ids"] == ids
+        assert len({text_encoder.truncate_left(p, budget) for p in prompts}) > 1

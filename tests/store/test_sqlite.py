@@ -68,6 +68,11 @@ def test_a_page_of_pairs_and_its_margins_are_read_without_the_rest(store):
 
 
 def test_run_and_pairs_round_trip(store):
+    from dataclasses import fields
+
+    from mars_core.store.sqlite import PAIR_COLUMNS
+
+    assert [c.strip() for c in PAIR_COLUMNS.split(",")] == ["pair_id", *[f.name for f in fields(PreferencePair)][1:]]
     run = store.create_run("demo", {"tau": 2.0}, "demo:text", _pairs(4), _pairs(2, "t"))
     assert store.get_run(run).config == {"tau": 2.0}
     assert [p.id for p in store.get_pairs(run, split="train")] == ["p0", "p1", "p2", "p3"]

@@ -6,16 +6,21 @@ engine: on a small CPU the transformers loop spends most of its time outside the
 (Python, per-step tensor bookkeeping); CTranslate2 decodes in C++ with int8 weights.
 
 How a call decodes: the prompt prefix every row shares (system prompt and few-shot examples) goes
-in as CTranslate2's cached ``static_prompt``; rows are sorted by prompt length and decoded
-``batch_size`` at a time with ``generate_batch``; a per-token callback stops each row at its own token
-budget (the factor × source length of ``ParaphraseConfig``) and every row still running when the
-batch reaches its time limit, so rows that finished are kept.
+in as CTranslate2's cached ``static_prompt``; the rows' own prompt tails are grouped into batches by
+``length_batches.plan_batches`` (length-sorted, at most ``batch_size`` rows, cut where a cost model of
+decoding steps says a new batch is cheaper than feeding long prompts through the loop) and decoded with
+``generate_batch``; a per-token callback stops each row at its own token budget (the factor x source
+length of ``ParaphraseConfig``) and every row still running when the batch reaches its time limit, so
+rows that finished are kept.
 
-Why only equal lengths in a batch: CTranslate2 4.8.5 feeds the prompt tokens beyond the batch's
-shortest prompt through its decoding loop ("constrained decoding"), and with sampling that corrupts
-the longer rows (measured: a 33-token-longer row went off topic in 5 of 12 sampled draws in a mixed
-batch, 1 of 12 alone or beside an equal-length row; greedy is unaffected). The candidates of one text
-(``candidates_per_unit``) always share a length, so a Step still batches.
+Prompts of different lengths in one batch are correct (issue 16): CTranslate2 forwards the prompts at
+once up to the shortest and feeds the rest of each longer prompt through the decoding loop as forced
+tokens. Greedy float32 rows decoded in a mixed batch equal the same rows decoded alone
+(tests/augment/test_ct2_paraphraser.py). In int8 they differ (4 of 12 real HH rows identical, greedy),
+because activation rounding depends on the shapes a token goes through (with the whole prompt or one
+step at a time, the batch size); that is numerics, not a wrong context, and bench/paraphrase_quality.py measures what it does to quality. (Round 1 restricted
+batches to equal lengths after 5 off-topic rows in 12 sampled draws in a mixed batch against 1 in 12
+alone, p ~ 0.16; the greedy float32 check shows no batching error.)
 
 Seeding, and what it guarantees. CTranslate2 draws from one random stream per worker thread, seeded
 once, when the thread first samples (``ctranslate2.set_random_seed`` only affects streams not yet
@@ -27,7 +32,9 @@ reseeding per call would mean reloading the model (seconds). What holds instead:
     rows (the stream is seeded from the config at load, see ``ENGINE_SEED``); the run seed changes
     the cache key, not the stream;
   * row k of a text does *not* reproduce when it is computed in a different batch or after other
-    calls. tests/augment/test_ct2_paraphraser.py checks the first two.
+    calls (the stream, and in int8 the rounding, depend on the batch). Two jobs sharing one loaded
+    engine therefore agree only through the store's cache, unlike the transformers engine, whose
+    rows are seeded one by one. tests/augment/test_ct2_paraphraser.py checks the first two.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ import time
 
 from mars_core.augment.ct2_convert import META, ConversionError, ensure_converted, source_of
 from mars_core.augment.extraction import trim_unfinished
+from mars_core.augment.length_batches import plan_batches
 from mars_core.augment.paraphraser import (
     ParaphraseCache,
     ParaphraseConfig,
@@ -52,6 +60,10 @@ from mars_core.model.encoders import DEFAULT_PARAPHRASER
 logger = logging.getLogger(__name__)
 
 ENGINE_SEED = 20260217  # the engine's random stream at load (see the module docstring)
+# A decoding step's fixed cost in row-steps (length_batches.py). Measured on 2 cores, int8, the few-shot prompt
+# (353 shared tokens): 16 ms a step alone, 169 ms at batch 16, so ~6 ms fixed and ~10 ms per row: each row's copy
+# of the shared prefix's KV cache (re-copied every step) dominates, and batching saves little.
+STEP_ROWS = 0.6
 QUANTIZATION = "int8"  # of the converted weights; on CUDA they run as float16
 # CTranslate2 converter names of the architectures "auto" sends to it (general.architecture in GGUF,
 # model_type in config.json); others go to transformers.
@@ -173,21 +185,20 @@ class CT2Paraphraser(RowParaphraser):
                 tokens[r.key] = full
                 plain.append(r.key)
         source_tokens = {r.text: len(self.tokenizer(r.text, add_special_tokens=False)["input_ids"]) for r in rows}
-        bs = self.config.batch_size
         for group, prefix in (([r for r in rows if r.key not in plain], static), ([r for r in rows if r.key in plain], [])):
-            by_length: dict[int, list[Row]] = {}
-            for r in sorted(group, key=lambda r: r.key):
-                by_length.setdefault(len(tokens[r.key]), []).append(r)
-            batches = [same[i : i + bs] for _, same in sorted(by_length.items()) for i in range(0, len(same), bs)]
-            for batch in batches:
-                budgets = [self.config.new_token_budget(source_tokens[r.text]) for r in batch]
+            group = sorted(group, key=lambda r: r.key)  # the plan, and so the output, never depends on call order
+            budgets = [self.config.new_token_budget(source_tokens[r.text]) for r in group]
+            expected = [min(b, source_tokens[r.text] + 4) for r, b in zip(group, budgets)]  # a paraphrase ~ its source
+            plan = plan_batches([len(tokens[r.key]) for r in group], expected, self.config.batch_size, STEP_ROWS)
+            for batch in plan:
                 try:
-                    self._decode([tokens[r.key] for r in batch], budgets, batch, prefix)
+                    self._decode([tokens[group[i].key] for i in batch], [budgets[i] for i in batch],
+                                 [group[i] for i in batch], prefix)
                 except Exception as err:  # noqa: BLE001 - one bad batch must not sink the run
                     logger.warning("paraphrase batch of %d rows failed: %s: %s", len(batch), type(err).__name__, err)
-                    for r in batch:
-                        if r.raw is None:
-                            r.error = f"{type(err).__name__}: {err}"
+                    for i in batch:
+                        if group[i].raw is None:
+                            group[i].error = f"{type(err).__name__}: {err}"
 
     def _after_step(self) -> None:
         """Called after every generated token (a seam for tests that slow the engine down on purpose)."""

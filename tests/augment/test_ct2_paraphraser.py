@@ -105,15 +105,60 @@ def test_each_row_stops_at_its_own_token_budget(paraphraser):
 
 
 @pytest.mark.slow
-def test_a_batch_holds_prompts_of_one_length_only(paraphraser, monkeypatch):
-    """CTranslate2 corrupts sampled rows whose prompt outruns the batch's shortest (see the module docstring)."""
+def test_a_mixed_length_batch_decodes_each_row_as_if_alone(paraphraser):
+    """The decisive check of CTranslate2's batching (issue 16): greedy and float32, rows whose prompts differ in
+    length decoded in one batch through our own call (static prefix, per-row budgets, the stop callback) give
+    the same text as each row decoded alone. So batching is correct; in int8 rows drift apart because activation
+    rounding depends on how the prompt went in (at once, or token by token beyond the shortest prompt)."""
+    import ctranslate2
+
+    int8 = paraphraser.generator
+    paraphraser.generator = ctranslate2.Generator(str(paraphraser.path), compute_type="float32", intra_threads=2)
+    paraphraser.config = dataclasses.replace(SMALL, temperature=0.0, batch_size=4)
+    static = paraphraser.static_prompt(paraphraser.instruction)
+    lengths = [len(paraphraser.prompt_ids(t, paraphraser.instruction)) - len(static) for t in RESPONSES]
+    assert len(set(lengths)) >= 3  # prompts of three lengths (two texts share one)
+    seen = []
+    decode = paraphraser._decode
+    paraphraser._decode = lambda prompts, *a: (seen.append(len(prompts)), decode(prompts, *a))[1]
+    try:
+        together = _rows(paraphraser, RESPONSES)
+        paraphraser._decode([paraphraser.tokenizer.convert_ids_to_tokens(
+            paraphraser.prompt_ids(t, paraphraser.instruction))[len(static):] for t in RESPONSES],
+            [SMALL.new_token_budget(len(paraphraser.tokenizer(t, add_special_tokens=False)["input_ids"]))
+             for t in RESPONSES], together, static)
+        alone = []
+        for text in RESPONSES:
+            (row,) = _rows(paraphraser, [text])
+            paraphraser._generate_rows([row], paraphraser.instruction, seed=0)
+            alone.append(row)
+    finally:
+        paraphraser.generator = int8
+        del paraphraser._decode
+    assert seen == [4, 1, 1, 1, 1]
+    assert all(r.raw for r in together)
+    assert [r.raw for r in together] == [r.raw for r in alone]
+
+
+@pytest.mark.slow
+def test_rows_are_batched_by_the_length_plan(paraphraser, monkeypatch):
+    """A call decodes the batches plan_batches gives for its rows' prompt lengths (length_batches.py)."""
+    from mars_core.augment.ct2_paraphraser import STEP_ROWS
+    from mars_core.augment.length_batches import plan_batches
+
     seen = []
     decode = paraphraser._decode
     monkeypatch.setattr(paraphraser, "_decode", lambda prompts, *a: (seen.append([len(p) for p in prompts]),
                                                                       decode(prompts, *a))[1])
     got = paraphraser.paraphrase(RESPONSES, 2, seed=4)
     assert not got.failures and sum(len(b) for b in seen) == 8
-    assert all(len(set(b)) == 1 for b in seen) and any(len(b) > 1 for b in seen), seen
+    static = len(paraphraser.static_prompt(paraphraser.instruction))
+    lengths = [len(paraphraser.prompt_ids(t, paraphraser.instruction)) - static for t in RESPONSES for _ in (0, 1)]
+    sources = [len(paraphraser.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in RESPONSES for _ in (0, 1)]
+    expected = [min(SMALL.new_token_budget(s), s + 4) for s in sources]
+    plan = plan_batches(lengths, expected, SMALL.batch_size, STEP_ROWS)
+    assert sorted(seen) == sorted([lengths[i] for i in b] for b in plan)
+    assert all(b == sorted(b) for b in seen)
 
 
 @pytest.mark.slow

@@ -1,9 +1,13 @@
 """Text → token batches for a sequence-classification reward model.
 
-Three choices that make training cheaper than the common implementation without changing what it learns:
-- one sequence per (prompt, response): the joined text ``prompt + "\\n\\n" + response`` (TRL's layout for a
-  standard dataset is the same concatenation), cut from the LEFT when too long, so the prompt goes first
-  and the final response's tail always survives; cut pairs are counted, never dropped;
+One sequence per (prompt, response), in one of two layouts (cut pairs are counted, never dropped):
+- transformer (a [CLS]-pooled head, TRL's layout for a standard dataset): ``prompt + "\\n\\n" + response``,
+  cut from the LEFT when too long, so the prompt goes first and the final response's tail always survives;
+- sentence (a mean-pooled head, ``prompt_tokens`` set): exactly the text and tokens the linear model's
+  sentence encoder reads (features.py): the prompt's last ``prompt_tokens`` word pieces, the join, the
+  response, then cut from the RIGHT at ``max_length`` as sentence-transformers does. The linear probe is then
+  the linear model's own fit, and LP-FT starts exactly where the linear head is.
+Two choices that make training cheaper than the common implementation without changing what it learns:
 - chosen and rejected of a batch padded together and run in ONE forward pass (2B rows);
 - length buckets: pairs sorted by length inside seeded chunks, so a batch pads to near its own
   longest text rather than the dataset's, while the batch order stays shuffled.
@@ -17,7 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-JOIN = "\n\n"
+from mars_core.model.encoders import JOIN, cut_left, joined_text
+
+__all__ = ["JOIN", "Encoded", "PairTokenizer", "joined_text", "length_buckets", "pad_batch"]
+
 BUCKET_CHUNK = 50  # batches per sorted chunk: big enough to pad little, small enough to stay shuffled
 
 
@@ -27,20 +34,18 @@ class Encoded:
 
     ids: tuple[int, ...]
     truncated: bool  # some of the text was cut (the prompt first)
-    response_cut: bool  # the cut reached into the response itself (its head went; its tail stayed)
-
-
-def joined_text(prompt: str, response: str) -> str:
-    """The single text a reward model scores; plain transformers reproduce our rewards from it."""
-    return f"{prompt}{JOIN}{response}" if prompt else response
+    response_cut: bool  # the cut reached into the response itself (transformer layout: its head went; sentence
+    #                     layout: its tail went)
 
 
 class PairTokenizer:
-    """Tokenises (prompt, response) once per distinct text (ids never go stale: they do not depend on weights)."""
+    """Tokenises (prompt, response) once per distinct text (ids never go stale: they do not depend on weights);
+    ``prompt_tokens=None``: the transformer layout, an int: the sentence layout (module docstring)."""
 
-    def __init__(self, tokenizer, max_length: int) -> None:
+    def __init__(self, tokenizer, max_length: int, prompt_tokens: int | None = None) -> None:
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
+        self.prompt_tokens = prompt_tokens
         probe_full = tokenizer("a", add_special_tokens=True)["input_ids"]
         probe_inner = tokenizer("a", add_special_tokens=False)["input_ids"]
         start = _find(probe_full, probe_inner)
@@ -56,7 +61,9 @@ class PairTokenizer:
     def encode(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Encoded]:
         keys = list(zip(prompts, responses, strict=True))
         todo = [k for k in dict.fromkeys(keys) if k not in self._cache]
-        if todo:
+        if todo and self.prompt_tokens is not None:
+            self._cache.update(zip(todo, self._sentence_layout(todo)))
+        elif todo:
             # verbose=False: texts longer than the model are expected here; the cut below handles them
             joined = self.tokenizer([joined_text(p, r) for p, r in todo], add_special_tokens=False,
                                     verbose=False)["input_ids"]
@@ -68,6 +75,15 @@ class PairTokenizer:
                     tuple(self.prefix + kept + self.suffix), cut > 0, cut > len(ids) - len(tail)
                 )
         return [self._cache[k] for k in keys]
+
+    def _sentence_layout(self, todo: list[tuple[str, str]]) -> list[Encoded]:
+        """The sentence encoder's tokens of TextFeaturizer's text: prompt tail, join, response, right cut."""
+        tails = [cut_left(self.tokenizer, p, self.prompt_tokens) if p else "" for p, _ in todo]
+        texts = [joined_text(tail, r) for tail, (_, r) in zip(tails, todo)]
+        ids = self.tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]
+        return [Encoded(tuple(self.prefix + row[:self.budget] + self.suffix), tail != p or len(row) > self.budget,
+                        len(row) > self.budget)
+                for row, tail, (p, _) in zip(ids, tails, todo)]
 
 
 def _find(haystack: Sequence[int], needle: Sequence[int]) -> int:

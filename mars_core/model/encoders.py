@@ -75,6 +75,34 @@ GetMany = Callable[[list[str]], dict[str, np.ndarray]]
 PutMany = Callable[[dict[str, np.ndarray]], None]
 Listener = Callable[[str, int, int, str], None]
 ENCODE_CHUNK = 512  # texts per network call when encoding many: the unit a progress report counts
+JOIN = "\n\n"
+PROMPT_TOKENS = 96  # word pieces of the prompt kept (its end) in a (prompt, response) sentence-embedding text
+
+
+def joined_text(prompt: str, response: str) -> str:
+    """The single text a reward model scores; plain transformers reproduce our rewards from it."""
+    return f"{prompt}{JOIN}{response}" if prompt else response
+
+
+def cut_left(tokenizer, text: str, budget_tokens: int) -> str:
+    """The end of ``text``: its last ``budget_tokens`` word pieces, cut at a word's first piece.
+
+    The whole text is tokenised on purpose (to count and cut it), so transformers' "sequence
+    length > maximum ... indexing errors" warning does not apply: this text never reaches the model.
+    One function for the linear model's features and the fine-tuned model's mean-pooled input, so both
+    read the same text.
+    """
+    encoded = tokenizer(text, add_special_tokens=False, verbose=False, return_offsets_mapping=True)
+    ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
+    if len(ids) <= budget_tokens:
+        return text
+    # cut at a word's first piece, never inside a word ("##5" would re-tokenise past the budget), and
+    # slice the original text rather than decoding, so case and spacing survive
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    first = len(ids) - budget_tokens
+    while first < len(ids) and pieces[first].startswith("##"):
+        first += 1
+    return text[offsets[first][0]:] if first < len(ids) else ""
 
 
 def pick_device(preferred: str | None = None) -> str:
@@ -230,23 +258,9 @@ class TextEncoder:
             self.listener = previous
 
     def truncate_left(self, text: str, budget_tokens: int) -> str:
-        """Keep the last ``budget_tokens`` word pieces so the final response survives.
-
-        The whole text is tokenised on purpose (to count and cut it), so transformers' "sequence
-        length > maximum ... indexing errors" warning does not apply: this text never reaches the model.
-        """
+        """Keep the last ``budget_tokens`` word pieces so the final response survives (see cut_left)."""
         with self._lock:
-            encoded = self.tokenizer(text, add_special_tokens=False, verbose=False, return_offsets_mapping=True)
-        ids, offsets = encoded["input_ids"], encoded["offset_mapping"]
-        if len(ids) <= budget_tokens:
-            return text
-        # cut at a word's first piece, never inside a word ("##5" would re-tokenise past the budget), and
-        # slice the original text rather than decoding, so case and spacing survive
-        pieces = self.tokenizer.convert_ids_to_tokens(ids)
-        first = len(ids) - budget_tokens
-        while first < len(ids) and pieces[first].startswith("##"):
-            first += 1
-        return text[offsets[first][0]:] if first < len(ids) else ""
+            return cut_left(self.tokenizer, text, budget_tokens)
 
     def cosine(self, a: Sequence[str], b: Sequence[str]) -> np.ndarray:
         """Row-wise cosine similarity of two equally long text lists."""

@@ -14,7 +14,7 @@ import numpy as np
 
 from mars_core.data.pairs import PreferencePair
 from mars_core.data.toy import toy_features
-from mars_core.model.encoders import TextEncoder
+from mars_core.model.encoders import PROMPT_TOKENS, TextEncoder, joined_text
 
 FEATURE_MODES = ("prompt_response", "response")
 
@@ -31,7 +31,7 @@ class Featurizer(Protocol):
 class TextFeaturizer:
     """Sentence-embedding features of the (prompt, response) text; cached per distinct text by the encoder."""
 
-    def __init__(self, encoder: TextEncoder, mode: str = "prompt_response", prompt_tokens: int = 96) -> None:
+    def __init__(self, encoder: TextEncoder, mode: str = "prompt_response", prompt_tokens: int = PROMPT_TOKENS) -> None:
         if mode not in FEATURE_MODES:
             raise ValueError(f"feature mode must be one of {FEATURE_MODES}, got {mode!r}")
         self.encoder = encoder
@@ -47,7 +47,7 @@ class TextFeaturizer:
         key = (prompt, response)
         if key not in self._joined:
             tail = self.encoder.truncate_left(prompt, self.prompt_tokens) if prompt else ""
-            self._joined[key] = f"{tail}\n\n{response}" if tail else response
+            self._joined[key] = joined_text(tail, response)  # the fine-tuned model's sentence layout reads the same
         return self._joined[key]
 
     def features(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:

@@ -36,9 +36,9 @@ from mars_core.analysis.curvature import SpectrumSummary, sigmoid_prime
 from mars_core.data.pairs import PreferencePair
 from mars_core.model.batching import PairTokenizer, length_buckets, pad_batch
 from mars_core.model.checkpoints import checkpoint_state, read_checkpoint_state, replace_folder
-from mars_core.model.encoders import resolve_model
+from mars_core.model.encoders import PROMPT_TOKENS, resolve_model
 from mars_core.model.finetune_curvature import deep_pair_curvature, deep_spectrum, head_spectrum
-from mars_core.model.fit_plan import EarlyStopping, plan_passes, split_by_prompt
+from mars_core.model.fit_plan import EarlyStopping, linear_schedule, plan_passes, rows_of, split_by_prompt
 from mars_core.model.pooled_head import PooledScorer, score_layer, stored_pooling
 from mars_core.model.reward_config import RewardModelConfig
 from mars_core.model.train import FitReport, TrainConfig, fit_linear_bt, global_torch_rng
@@ -75,8 +75,8 @@ class FinetuneRewardModel:
         self.source = resolve_model(self.config.base)
         if _shared is None:
             tokenizer = AutoTokenizer.from_pretrained(str(self.source), trust_remote_code=self.config.trust_remote_code)
-            _shared = (tokenizer, PairTokenizer(tokenizer, self.config.max_length))
-        self.tokenizer, self.batcher = _shared
+            _shared = (tokenizer, {})
+        self.tokenizer, self._batchers = _shared  # one PairTokenizer per layout, shared with fresh() copies
         self.fits = 0  # fits since the base checkpoint: fit n of a run writes epoch n−1
         self.checkpoint_dir: Path | None = None
         self.last_checkpoint: Path | None = None
@@ -100,7 +100,7 @@ class FinetuneRewardModel:
         if head.bias is not None:
             head.bias.requires_grad_(False)
         if model.config.pad_token_id is None:
-            model.config.pad_token_id = self.batcher.pad_id
+            model.config.pad_token_id = self._batcher(None).pad_id
         if self.config.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         if not self.config.dropout:
@@ -108,11 +108,25 @@ class FinetuneRewardModel:
                 if isinstance(module, torch.nn.Dropout):
                     module.p = 0.0
         # a trained head (ours or TRL's) keeps the pooling it was trained with; a new one gets the configured start
-        probe = new_head and self.config.head_init == "linear_probe"
+        probe = self.config.head_init == "linear_probe"
         pooling = ("mean" if probe else "cls") if new_head else stored_pooling(model)
-        self.needs_probe = probe  # the first fit fits the head by Bradley-Terry before touching the encoder
         self.model = PooledScorer(model, pooling).to(self.device)
         self._scores: dict[tuple[str, str], tuple[float, np.ndarray]] = {}  # valid for these weights only
+
+    @property
+    def probes(self) -> bool:
+        """Whether each fit starts with a linear probe: a mean-pooled head under ``head_init=linear_probe``."""
+        return self.model.pooling == "mean" and self.config.head_init == "linear_probe"
+
+    @property
+    def batcher(self) -> PairTokenizer:
+        """The token layout of this model's pooling: a mean-pooled head reads the sentence encoder's text."""
+        return self._batcher(PROMPT_TOKENS if self.model.pooling == "mean" else None)
+
+    def _batcher(self, prompt_tokens: int | None) -> PairTokenizer:
+        if prompt_tokens not in self._batchers:
+            self._batchers[prompt_tokens] = PairTokenizer(self.tokenizer, self.config.max_length, prompt_tokens)
+        return self._batchers[prompt_tokens]
 
     def use_checkpoint_dir(self, folder: str | Path) -> None:
         """Write this model's epoch checkpoints under ``folder`` (RefinementRun points it into the run's folder)."""
@@ -148,12 +162,27 @@ class FinetuneRewardModel:
         adds about k−1 full fits to a Step (5 folds: ~4×400 pairs more training on the text demo). With this
         model use --folds 0 (in-sample margins, the paper's setting) unless that time is affordable.
         """
-        return FinetuneRewardModel(self.config, _shared=(self.tokenizer, self.batcher))
+        return FinetuneRewardModel(self.config, _shared=(self.tokenizer, self._batchers))
 
     # -- training -------------------------------------------------------------------------------
     def fit(self, pairs: Sequence[PreferencePair], progress: Progress | None = None) -> FitReport:
-        """Linear probe (first fit from a new head), then AdamW on everything for a planned number of steps,
-        checked on a by-prompt validation slice and rolled back to its best evaluation (fit_plan.py)."""
+        """A linear probe (under ``head_init=linear_probe``), then AdamW on everything for a planned number of
+        steps, checked on a by-prompt validation slice and rolled back to its best check (fit_plan.py).
+
+        The slice and the probe. The linear model fits every training pair; a probe that did the same would
+        start exactly there, but the slice would then be in-sample for the step-0 check and out-of-sample for
+        the encoder's later steps, so early stopping would be biased towards step 0. So while the number of
+        steps is chosen the slice is held out of everything: the probe fits the training part, the encoder
+        trains on the training part, and every check, step 0 included, is out of sample. Then:
+        - best check at step 0 (fine-tuning did not beat the probe): the encoder has not moved, and the head is
+          refitted on every pair, slice included: exactly the linear model's fit (the selected estimator refitted
+          on all the data after selection; a convex fit on features already computed, no extra pass);
+        - best check later: those weights are kept as trained (refitting them on every pair would mean
+          fine-tuning again, about twice the time; the slice was spent on choosing the step).
+        A prompt keeps its side in every fit of a run (fit_plan.py) and every fit starts with a fresh probe on
+        its training part, so no check ever scores a prompt the weights under test were trained on.
+        Without a slice (``validation_fraction=0`` or too few pairs) the probe fits every pair.
+        """
         with global_torch_rng(self.config.seed * 1000 + self.fits + 1):  # dropout masks, this thread only
             return self._fit(pairs, progress)
 
@@ -167,11 +196,13 @@ class FinetuneRewardModel:
         if not pairs:
             return FitReport(float("nan"), 0, 0.0, 0, str(self.device))
         seed = cfg.seed * 1000 + self.fits
-        train, held = split_by_prompt(pairs, cfg.validation_fraction, seed)
+        train, held = split_by_prompt(pairs, cfg.validation_fraction, cfg.seed)  # the same prompts every fit
         details: dict = {"head_init": cfg.head_init, "pooling": self.model.pooling, "train_pairs": len(train),
                          "validation_pairs": len(held), "max_length": cfg.max_length}
-        if self.needs_probe:
-            details.update(self._linear_probe(train))
+        features = None  # Δh of every pair (training part first) under the encoder as it is before this fit
+        if self.probes:
+            features = self.head_deltas([*train, *held])[1]
+            details.update(self._linear_probe(features[: len(train)], "probe"))
         torch.manual_seed(seed)  # dropout masks (inside global_torch_rng: restored when the fit ends)
         prompts = [p.prompt for p in train]
         plus = self.batcher.encode(prompts, [p.chosen for p in train])
@@ -183,11 +214,12 @@ class FinetuneRewardModel:
         groups = [micro[i:i + cfg.grad_accum] for i in range(0, len(micro), cfg.grad_accum)]
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-        scheduler = _linear_schedule(optimizer, len(groups), cfg.warmup_fraction)
+        scheduler = linear_schedule(optimizer, len(groups), cfg.warmup_fraction)
         stopper = EarlyStopping(cfg.patience)
         every = cfg.eval_every or max(1, math.ceil(steps_per_pass / 2))
         if held:
-            stopper.record(0, self._validation_margins(held), self.model)
+            step0 = (features[len(train):] @ self._head_weights()) if features is not None else None
+            stopper.record(0, step0 if step0 is not None else self._validation_margins(held), self.model)
         model, optimizer = acc.prepare(self.model, optimizer)
         model.train()
         per_pass = math.ceil(len(micro) / passes)
@@ -199,7 +231,7 @@ class FinetuneRewardModel:
             for j, batch_idx in enumerate(group):
                 # every process takes its share of the rows of the SAME batch and DDP averages the gradients,
                 # so the step is one process's step (scaled by the world size to undo DDP's mean)
-                idx, weight = _rows_of(batch_idx, acc.num_processes, acc.process_index)
+                idx, weight = rows_of(batch_idx, acc.num_processes, acc.process_index)
                 rows = [plus[i].ids for i in idx] + [minus[i].ids for i in idx]
                 batch = {k: v.to(self.device) for k, v in pad_batch(rows, self.batcher.pad_id).items()}
                 sync = contextlib.nullcontext() if j == len(group) - 1 else acc.no_sync(model)
@@ -229,6 +261,8 @@ class FinetuneRewardModel:
         if held:
             stopper.restore_best(self.model, steps)
             self._scores = {}
+            if features is not None and stopper.best_step == 0:  # the encoder is where it started: see fit()
+                details.update(self._linear_probe(features, "refit"))
         if acc.num_processes > 1:  # the last pass's loss over every process's rows, as one process would see it
             pass_loss, pass_pairs = acc.reduce(torch.tensor([pass_loss, float(pass_pairs)], device=self.device),
                                                reduction="sum").tolist()
@@ -246,19 +280,20 @@ class FinetuneRewardModel:
             details=details,
         )
 
-    def _linear_probe(self, pairs: Sequence[PreferencePair]) -> dict:
-        """Fit the new head by Bradley-Terry (L-BFGS, as the linear model) on the encoder's pooled features."""
-        _, dh = self.head_deltas(pairs)
-        weights, report = fit_linear_bt(dh, TrainConfig(l2=self.config.probe_l2))
+    def _linear_probe(self, delta_h: np.ndarray, name: str) -> dict:
+        """Fit the head by Bradley-Terry (L-BFGS from zero, the linear model's fit) on these pairs' Δh."""
+        weights, report = fit_linear_bt(delta_h, TrainConfig(l2=self.config.probe_l2))
         head = score_layer(self.model)
         with torch.no_grad():
             head.weight.copy_(torch.as_tensor(weights, dtype=head.weight.dtype).reshape(head.weight.shape))
             if head.bias is not None:
                 head.bias.zero_()
-        self.needs_probe = False
         self._scores = {}
-        return {"probe_loss": report.loss, "probe_iterations": report.iterations,
-                "probe_train_accuracy": float(np.mean(dh @ weights > 0))}
+        return {f"{name}_pairs": len(delta_h), f"{name}_loss": report.loss, f"{name}_iterations": report.iterations,
+                f"{name}_train_accuracy": float(np.mean(delta_h @ weights > 0))}
+
+    def _head_weights(self) -> np.ndarray:
+        return score_layer(self.model).weight.detach().float().cpu().numpy().reshape(-1).astype(np.float64)
 
     def _validation_margins(self, held: Sequence[PreferencePair]) -> np.ndarray:
         self._scores = {}  # the weights moved since the last check
@@ -355,22 +390,3 @@ def _quiet_transformers() -> Iterator[None]:
         transformers.logging.set_verbosity(verbosity)
         if bars:
             transformers.utils.logging.enable_progress_bar()
-
-
-def _rows_of(batch: np.ndarray, processes: int, rank: int) -> tuple[np.ndarray, float]:
-    """This process's rows of a batch, and 1.0; a process left without rows runs one row with weight 0
-    (DDP needs every process in every backward pass)."""
-    mine = batch[rank::processes]
-    return (mine, 1.0) if len(mine) else (batch[:1], 0.0)
-
-
-def _linear_schedule(optimizer: torch.optim.Optimizer, steps: int, warmup_fraction: float):
-    """Linear warm-up over the first share of steps, then linear decay to zero (Trainer's default shape)."""
-    warmup = int(steps * warmup_fraction)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (steps - step) / max(1, steps - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

@@ -4,12 +4,14 @@ Length is counted in optimiser steps, not passes: 300 pairs in batches of 16 are
 anything to move, while 20,000 pairs are plenty in one. So a fit takes at least ``min_steps`` steps, as many
 passes as that needs, capped at ``max_passes`` (small data is not memorised by repetition). Early stopping
 watches the BT loss on a slice of the training pairs held out BY PROMPT (a paraphrase shares its parent's
-prompt, so it cannot leak across) and keeps the weights of the best evaluation, step 0 included: after a
-linear probe, that is a floor at the probe's own validation loss.
+prompt, so it cannot leak across; a prompt stays on its side in every fit of a run) and keeps the weights of
+the best evaluation, step 0 included: after a linear probe, that is a floor at the probe's own validation
+loss. How the slice and the probe fit together: finetune.py, ``FinetuneRewardModel.fit``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,31 +32,30 @@ def plan_passes(steps_per_pass: int, min_steps: int, max_passes: int) -> int:
     return max(1, min(max_passes, math.ceil(min_steps / steps_per_pass)))
 
 
+def held_out_prompt(prompt: str, fraction: float, seed: int) -> bool:
+    """Whether ``prompt`` is in the validation slice: its seeded hash falls under ``fraction``."""
+    digest = hashlib.blake2b(f"{seed}\x00{prompt}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64 < fraction
+
+
 def split_by_prompt(
     pairs: Sequence[PreferencePair], fraction: float, seed: int
 ) -> tuple[list[PreferencePair], list[PreferencePair]]:
-    """(train, validation): whole prompts drawn (seeded) until ``fraction`` of the pairs is held out.
+    """(train, validation): the pairs of prompts whose seeded hash is under ``fraction``, held out.
 
-    Returns every pair as training data when the slice would be under MIN_VALIDATION_PAIRS or would take
-    every prompt (one prompt for all pairs, as in some toy sets).
+    Membership is decided per prompt, not by drawing from the list at hand, so a prompt is on the same side in
+    every fit of a run (paraphrases added, a run resumed in a new process): the encoder never trains on a
+    prompt that a later fit validates on. Returns every pair as training data when the slice would be under
+    MIN_VALIDATION_PAIRS or would take every prompt (one prompt for all pairs, as in some toy sets).
     """
     if fraction <= 0 or len(pairs) < 2 * MIN_VALIDATION_PAIRS:
         return list(pairs), []
-    prompts = list(dict.fromkeys(p.prompt for p in pairs))
-    count: dict[str, int] = {}
-    for p in pairs:
-        count[p.prompt] = count.get(p.prompt, 0) + 1
-    target = fraction * len(pairs)
-    held: set[str] = set()
-    taken = 0
-    for i in np.random.default_rng(seed).permutation(len(prompts)):
-        if taken >= target:
-            break
-        held.add(prompts[i])
-        taken += count[prompts[i]]
-    if taken < MIN_VALIDATION_PAIRS or len(held) == len(prompts):
+    prompts = set(p.prompt for p in pairs)
+    held = {prompt for prompt in prompts if held_out_prompt(prompt, fraction, seed)}
+    validation = [p for p in pairs if p.prompt in held]
+    if len(validation) < MIN_VALIDATION_PAIRS or len(held) == len(prompts):
         return list(pairs), []
-    return [p for p in pairs if p.prompt not in held], [p for p in pairs if p.prompt in held]
+    return [p for p in pairs if p.prompt not in held], validation
 
 
 @dataclass
@@ -85,3 +86,22 @@ class EarlyStopping:
             return False
         model.load_state_dict(self.best_state)
         return True
+
+
+def rows_of(batch: np.ndarray, processes: int, rank: int) -> tuple[np.ndarray, float]:
+    """This process's rows of a batch, and 1.0; a process left without rows runs one row with weight 0
+    (DDP needs every process in every backward pass)."""
+    mine = batch[rank::processes]
+    return (mine, 1.0) if len(mine) else (batch[:1], 0.0)
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, steps: int, warmup_fraction: float):
+    """Linear warm-up over the first share of steps, then linear decay to zero (Trainer's default shape)."""
+    warmup = int(steps * warmup_fraction)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (steps - step) / max(1, steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

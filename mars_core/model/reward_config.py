@@ -26,9 +26,11 @@ class RewardModelConfig:
     base: str = field(default="packaged:minilm", metadata={
         "help": "finetune: start checkpoint (packaged:minilm, a local path such as a TRL RewardTrainer output, "
                 "or a hub id)", "flag": "--base", "form": True})
-    max_length: int = field(default=128, metadata={
-        "help": "finetune: tokens per (prompt, response); the prompt is cut from the left so the response's "
-                "tail survives", "flag": "--max-length"})
+    max_length: int = field(default=256, metadata={
+        "help": "finetune: tokens per (prompt, response). A linear-probe head reads the linear model's text (the "
+                "prompt's last 96 word pieces, then the response, cut at the end: at 256, MiniLM's own limit, the "
+                "probe is the linear model's fit); a fresh head reads the whole prompt cut from the left so the "
+                "response's tail survives", "flag": "--max-length"})
     learning_rate: float = field(default=2e-5, metadata={
         "help": "finetune: AdamW learning rate (small: after the linear probe the encoder should move a little)",
         "flag": "--lr"})

@@ -39,9 +39,21 @@ def is_main() -> bool:
 
 
 def _state():
-    from accelerate import PartialState
+    """accelerate's process state (a process-wide singleton, later shared by the fine-tuned model's Accelerator).
 
-    state = PartialState()  # process-wide singleton: the same process group the fine-tuned model's Accelerator uses
+    It must be made with the device the model will ask for (model/finetune.py, ``resolve_precision``): made
+    without ``cpu=True`` on a machine without a GPU, accelerate finds no backend for a launcher's environment
+    and sets up ONE process on every rank (no process group, barriers that return at once, ``is_main_process``
+    true everywhere), and the model's ``Accelerator(cpu=True)`` then inherits that state.
+    """
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available())
+    if state.num_processes != world_size():
+        raise RuntimeError(f"the launcher started {world_size()} processes, but accelerate set up "
+                           f"{state.num_processes} ({state.distributed_type}): check the launcher's environment")
     if not _closing:
         _closing.append(atexit.register(_leave_group))
     return state

@@ -194,7 +194,7 @@ def test_a_step_runs_and_a_killed_step_resumes_from_the_last_whole_epoch(tmp_pat
     assert cut_all - details["validation_pairs"] <= details["truncated_pairs"] <= cut_all
     assert details["pooling"] == "mean" and details["validation_pairs"] >= 8
     assert details["validation"][0]["step"] == 0 and details["passes"] <= 1
-    assert "probe_loss" not in details  # the probe ran once, in epoch 0; epoch 1 continues from those weights
+    assert details["probe_pairs"] == details["train_pairs"]  # every fit starts with a probe on its training part
     assert "probe_loss" in store.get_epoch(run.run_id, 0).metrics["fit_details"]
     stored = store.get_epoch(run.run_id, 1, with_model=True)
     assert "gauss-newton on head" in stored.curvature["method"]

@@ -4,14 +4,15 @@ keeps the best weights; the length plan and the by-prompt split as pure function
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from mars_core.data.loading import load_pairs
 from mars_core.data.pairs import PreferencePair
-from mars_core.model.batching import joined_text
-from mars_core.model.encoders import TextEncoder
+from mars_core.model.encoders import PROMPT_TOKENS, TextEncoder, cut_left, joined_text
 from mars_core.model.features import TextFeaturizer
 from mars_core.model.finetune import FinetuneRewardModel
 from mars_core.model.fit_plan import MIN_VALIDATION_PAIRS, plan_passes, split_by_prompt
@@ -20,6 +21,8 @@ from mars_core.model.reward import LinearRewardModel
 from mars_core.model.reward_config import RewardModelConfig
 from mars_core.model.train import TrainConfig
 from tests.model.test_finetune import tiny_pairs
+
+EXCERPT = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "hh_harmless_long_excerpt.jsonl.gz"
 
 LPFT = RewardModelConfig(kind="finetune", max_length=64, batch_size=8, min_steps=4, max_passes=2,
                          validation_fraction=0.0)
@@ -32,12 +35,18 @@ def test_plan_passes_reaches_min_steps_within_the_cap():
     assert plan_passes(0, 96, 4) == 1
 
 
-def test_split_by_prompt_holds_out_whole_prompts_and_only_when_there_are_enough():
-    pairs = [PreferencePair(f"p{i}", f"prompt {i // 3}", f"good {i}", f"bad {i}") for i in range(60)]
+def test_split_by_prompt_holds_out_whole_prompts_the_same_ones_in_every_fit():
+    pairs = [PreferencePair(f"p{i}", f"prompt {i // 3}", f"good {i}", f"bad {i}") for i in range(600)]
     train, held = split_by_prompt(pairs, 0.2, seed=1)
-    assert len(train) + len(held) == 60 and 12 <= len(held) <= 14
+    assert len(train) + len(held) == 600 and 80 <= len(held) <= 160  # 200 prompts, each held with p = 0.2
     assert not {p.prompt for p in train} & {p.prompt for p in held}
     assert split_by_prompt(pairs, 0.2, seed=1) == (train, held)  # seeded
+    assert split_by_prompt(pairs, 0.2, seed=2) != (train, held)
+    # paraphrases (same prompts) added and the order changed: every prompt stays on its side
+    grown = [PreferencePair(f"s{i}", p.prompt, p.chosen + " again", p.rejected) for i, p in enumerate(pairs)]
+    train2, held2 = split_by_prompt(grown[::-1] + pairs, 0.2, seed=1)
+    assert {p.prompt for p in held2} == {p.prompt for p in held} and len(held2) == 2 * len(held)
+    assert {p.prompt for p in split_by_prompt(pairs[:90], 0.2, seed=1)[1]} <= {p.prompt for p in held}
     assert split_by_prompt(pairs[:2 * MIN_VALIDATION_PAIRS - 1], 0.4, seed=1)[1] == []
     assert split_by_prompt(pairs, 0.0, seed=1) == (pairs, [])
     one_prompt = [dataclasses.replace(p, prompt="same") for p in pairs]
@@ -56,18 +65,44 @@ def test_a_run_stored_with_passes_per_step_still_opens_and_bad_settings_are_name
         RewardModelConfig(kind="finetune", validation_fraction=0.6)
 
 
-@pytest.mark.slow
-def test_the_probe_is_the_linear_models_fit_on_the_same_features():
-    """Short texts: the fine-tuned model's mean-pooled features ARE the linear model's MiniLM features, and with
-    a negligible learning rate after the probe its margins are the linear head's (epoch 0 starts there)."""
-    pairs = tiny_pairs(24)
-    model = FinetuneRewardModel(dataclasses.replace(LPFT, learning_rate=1e-12, min_steps=1, max_passes=1))
-    report = model.fit(pairs)
+@pytest.fixture(scope="module")
+def hh_excerpt() -> list[PreferencePair]:
+    """48 real HH harmless pairs: 10 with a text over 256 tokens after the prompt's cut, 10 prompts over 120."""
+    pairs, _ = load_pairs(EXCERPT)
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def linear_on_excerpt(hh_excerpt) -> LinearRewardModel:
     linear = LinearRewardModel(TextFeaturizer(TextEncoder()), TrainConfig())
-    np.testing.assert_allclose(model.head_deltas(pairs)[1], linear.delta_features(pairs), atol=2e-5)
-    linear.fit(pairs)
-    np.testing.assert_allclose(model.margins(pairs), linear.margins(pairs), rtol=1e-3, atol=1e-3)
-    assert report.details["pooling"] == "mean" and report.details["probe_iterations"] > 0
+    linear.fit(hh_excerpt[:40])
+    return linear
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fraction", [0.0, 0.3])
+def test_before_any_encoder_step_the_finetuned_model_is_the_linear_model(hh_excerpt, linear_on_excerpt, fraction):
+    """Default length (256) and the packaged MiniLM: the fine-tuned model reads the linear model's features, token
+    for token, and when the encoder does not move (lr 1e-12) its margins are the linear head's on every pair,
+    trained on or not. With a validation slice the probe fits the other pairs, step 0 is the best check, and the
+    head is refitted on all 40: the linear model's fit again."""
+    train = hh_excerpt[:40]
+    model = FinetuneRewardModel(RewardModelConfig(kind="finetune", learning_rate=1e-12, min_steps=1, max_passes=1,
+                                                  validation_fraction=fraction))
+    encoded = model.batcher.encode([p.prompt for p in hh_excerpt], [p.rejected for p in hh_excerpt])
+    assert model.config.max_length == 256 and sum(e.response_cut for e in encoded) >= 3
+    assert sum(e.truncated and not e.response_cut for e in encoded) >= 5  # prompts cut to their last 96 pieces
+    details = model.fit(train).details
+    np.testing.assert_allclose(model.head_deltas(hh_excerpt)[1], linear_on_excerpt.delta_features(hh_excerpt),
+                               atol=1e-5)
+    ours, linear = model.margins(hh_excerpt), linear_on_excerpt.margins(hh_excerpt)
+    np.testing.assert_allclose(ours, linear, rtol=1e-3, atol=1e-3)
+    assert np.array_equal(ours > 0, linear > 0)
+    if fraction:
+        assert details["validation_pairs"] >= MIN_VALIDATION_PAIRS and details["best_step"] == 0
+        assert details["probe_pairs"] == 40 - details["validation_pairs"] and details["refit_pairs"] == 40
+    else:
+        assert details["probe_pairs"] == 40 and "refit_pairs" not in details
 
 
 @pytest.fixture(scope="module")
@@ -91,14 +126,15 @@ def test_a_mean_pooled_checkpoint_reloads_and_loads_in_plain_transformers(lpft_m
     reloaded = FinetuneRewardModel(LPFT)
     reloaded.load_state(state)
     np.testing.assert_allclose(reloaded.rewards(prompts, responses), ours, atol=1e-5)
-    as_base = FinetuneRewardModel(dataclasses.replace(LPFT, base=str(folder)))  # a trained head: kept, no probe
-    assert not as_base.needs_probe and as_base.model.pooling == "mean"
+    as_base = FinetuneRewardModel(dataclasses.replace(LPFT, base=str(folder)))  # a trained head: kept as it is
+    assert as_base.model.pooling == "mean"
     np.testing.assert_allclose(as_base.rewards(prompts, responses), ours, atol=1e-5)
     plain = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     assert plain.config.mars_pooling == "mean"
     with torch.no_grad():
-        batches = [tokenizer(joined_text(p, r), return_tensors="pt") for p, r in zip(prompts, responses)]
+        texts = [joined_text(cut_left(tokenizer, p, PROMPT_TOKENS), r) for p, r in zip(prompts, responses)]
+        batches = [tokenizer(t, truncation=True, max_length=LPFT.max_length, return_tensors="pt") for t in texts]
         recipe = [float(pooled_logits(plain, "mean", b["input_ids"], b["attention_mask"])[0, 0]) for b in batches]
         own_forward = [float(plain(**b).logits[0, 0]) for b in batches]
     np.testing.assert_allclose(recipe, ours, atol=1e-5)  # the documented recipe reproduces our rewards
@@ -108,15 +144,16 @@ def test_a_mean_pooled_checkpoint_reloads_and_loads_in_plain_transformers(lpft_m
 @pytest.mark.slow
 def test_early_stopping_restores_the_weights_of_the_best_validation_check():
     pairs = tiny_pairs(40)
-    cfg = dataclasses.replace(LPFT, learning_rate=3e-3, validation_fraction=0.3, min_steps=12, max_passes=4,
-                              eval_every=1, patience=2)  # a learning rate that wrecks the probe's head
+    # a fresh head (no probe, so no refit at step 0) and a learning rate high enough to overshoot
+    cfg = dataclasses.replace(LPFT, head_init="fresh", learning_rate=3e-3, validation_fraction=0.3, min_steps=12,
+                              max_passes=4, eval_every=1, patience=2)
     model = FinetuneRewardModel(cfg)
     report = model.fit(pairs)
     curve = report.details["validation"]
     assert curve[0]["step"] == 0 and report.details["validation_pairs"] >= MIN_VALIDATION_PAIRS
     best = min(curve, key=lambda c: c["loss"])
     assert report.details["best_step"] == best["step"]
-    _, held = split_by_prompt(pairs, cfg.validation_fraction, cfg.seed * 1000 + 1)
+    _, held = split_by_prompt(pairs, cfg.validation_fraction, cfg.seed)
     restored = float(np.mean(np.logaddexp(0.0, -model.margins(held))))
     assert restored == pytest.approx(best["loss"], abs=1e-5)
     if report.details["stopped_early"]:

@@ -64,10 +64,6 @@ def test_on_main_hands_the_main_process_error_to_every_rank_and_a_dead_rank_stop
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="known defect, issue 17 open: under torchrun the epoch-0 checkpoint is not where the other "
-                          "rank reads it (seen: rank 1 'checkpoint folder ... missing', and a save into the shared "
-                          "folder racing on epoch-0.partial); the main/other split of FinetuneRewardModel.state() "
-                          "needs fixing before this passes", strict=False)
 def test_a_two_process_finetune_run_is_stored_once_with_the_one_process_metrics(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     one = subprocess.run([sys.executable, "-m", "mars_core", *RUN, "--db", str(tmp_path / "one.db")], cwd=ROOT,

@@ -123,22 +123,21 @@ def text_key(model: str, text: str) -> str:
     return hashlib.sha1(f"{model}\x00{text}".encode()).hexdigest()
 
 
-def folder_shape(path: Path | str) -> tuple[int, int] | None:
-    """(embedding size, max tokens) of a sentence-transformers folder of Transformer, Pooling and Normalize
-    modules, read from its config files; None when they do not say (then the network is loaded to ask it)."""
+def folder_dim(path: Path | str) -> int | None:
+    """Embedding size of a sentence-transformers folder of Transformer, Pooling and Normalize modules, read
+    from its config files; None when they do not say (then the network is loaded to ask it)."""
     try:
         folder = Path(path)
         modules = json.loads((folder / "modules.json").read_text())
         kinds = {m["type"].rsplit(".", 1)[-1] for m in modules}
         pooling = next(m["path"] for m in modules if m["type"].endswith(".Pooling"))
         pool = json.loads((folder / pooling / "config.json").read_text())
-        max_tokens = int(json.loads((folder / "sentence_bert_config.json").read_text())["max_seq_length"])
+        width = int(pool["word_embedding_dimension"])
     except (OSError, ValueError, KeyError, StopIteration, TypeError):
         return None
     if not kinds <= {"Transformer", "Pooling", "Normalize"}:
         return None
-    modes = sum(1 for k, v in pool.items() if k.startswith("pooling_mode_") and v is True)
-    return int(pool["word_embedding_dimension"]) * max(modes, 1), max_tokens
+    return width * max(sum(1 for k, v in pool.items() if k.startswith("pooling_mode_") and v is True), 1)
 
 
 class TextEncoder:
@@ -158,8 +157,7 @@ class TextEncoder:
         # the network loads at the first text not cached (a page reading cached features never waits for it);
         # the holder is shared by every view, so one load serves them all
         self._net: dict[str, Any] = {"model": None}
-        shape = folder_shape(self._path)
-        self._dim, self._max_tokens = shape if shape is not None else (None, None)
+        self._dim = folder_dim(self._path)
         self._memory: dict[str, np.ndarray] = {}
         self._persist: tuple[GetMany, PutMany] | None = None
         self.encoded_count = 0  # texts actually run through the network (cache misses)
@@ -184,12 +182,6 @@ class TextEncoder:
         if self._dim is None:
             self._dim = int(self._model.get_embedding_dimension())
         return self._dim
-
-    @property
-    def max_tokens(self) -> int:
-        if self._max_tokens is None:
-            self._max_tokens = int(self._model.max_seq_length)
-        return self._max_tokens
 
     def for_run(self, persist: tuple[GetMany, PutMany] | None) -> TextEncoder:
         """A view with the same network and caches of its own: misses are read from, and new vectors written

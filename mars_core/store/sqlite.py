@@ -49,9 +49,14 @@ PAIR_COLUMNS = ("pair_id, prompt, chosen, rejected, source, parent_id, epoch_add
 MAX_SQL_IDS = 10_000  # ids asked for with IN (...); more are filtered in Python (SQLite allows 32,766 variables)
 
 
-def _select(table: str, run_id: int, extra: str = "", **equal: Any) -> tuple[str, list[Any]]:
-    """SELECT * for one run, narrowed by column = value (a list or tuple means IN); None means any."""
-    query, args = f"SELECT * FROM {table} WHERE run_id = ?{extra}", [run_id]
+def _synthetic(synthetic: bool | None) -> str:
+    """The WHERE clause part that keeps synthetic pairs (True), originals (False) or both (None)."""
+    return "" if synthetic is None else " AND parent_id IS NOT NULL" if synthetic else " AND parent_id IS NULL"
+
+
+def _select(table: str, run_id: int, extra: str = "", columns: str = "*", **equal: Any) -> tuple[str, list[Any]]:
+    """SELECT ``columns`` for one run, narrowed by column = value (a list or tuple means IN); None means any."""
+    query, args = f"SELECT {columns} FROM {table} WHERE run_id = ?{extra}", [run_id]
     for column, value in equal.items():
         if value is None:
             continue
@@ -269,10 +274,11 @@ class Store(LabelDecisionStore):
 
         ``ids``, ``offset`` and ``limit`` read only what a page shows: at 100,000 pairs the whole list costs
         about a second, a page of 1,000 a few milliseconds."""
-        extra = "" if synthetic is None else " AND parent_id IS NOT NULL" if synthetic else " AND parent_id IS NULL"
         wanted = set(ids) if ids is not None and len(ids) > MAX_SQL_IDS else None  # past SQLite's variable limit
-        query, args = _select("pairs", run_id, extra, split=split, pair_id=None if wanted is not None else ids)
-        query = query.replace("SELECT *", f"SELECT {PAIR_COLUMNS}", 1)
+        if wanted is not None and (limit is not None or offset):
+            raise ValueError(f"a page (offset, limit) of more than {MAX_SQL_IDS:,} named pairs is not supported")
+        query, args = _select("pairs", run_id, _synthetic(synthetic), PAIR_COLUMNS, split=split,
+                              pair_id=None if wanted is not None else ids)
         query += " ORDER BY rowid" + (" LIMIT ? OFFSET ?" if limit is not None or offset else "")
         if limit is not None or offset:
             args += [-1 if limit is None else limit, offset]
@@ -282,10 +288,9 @@ class Store(LabelDecisionStore):
         return [PreferencePair(*row) for row in rows if wanted is None or row[0] in wanted]
 
     def count_pairs(self, run_id: int, split: str | None = None, synthetic: bool | None = None) -> int:
-        extra = "" if synthetic is None else " AND parent_id IS NOT NULL" if synthetic else " AND parent_id IS NULL"
-        query, args = _select("pairs", run_id, extra, split=split)
+        query, args = _select("pairs", run_id, _synthetic(synthetic), "count(*)", split=split)
         with self._connect() as con:
-            return int(con.execute(query.replace("SELECT *", "SELECT count(*)", 1), args).fetchone()[0])
+            return int(con.execute(query, args).fetchone()[0])
 
     def training_pairs(self, run_id: int, review_policy: str) -> list[PreferencePair]:
         """The training set the next step fits on: originals plus the synthetic pairs review allows.
@@ -508,10 +513,9 @@ class Store(LabelDecisionStore):
         """Whether ``epoch`` stored ``column`` for every ``split`` pair (e.g. out-of-fold margins), counted in SQL."""
         if column not in ("margin", "alloc_margin", "q", "count", "curvature"):
             raise ValueError(f"not a margins column: {column!r}")
-        query, args = _select("margins", run_id, epoch=epoch, split=split)
+        query, args = _select("margins", run_id, "", f"count(*), count({column})", epoch=epoch, split=split)
         with self._connect() as con:
-            total, present = con.execute(query.replace("SELECT *", f"SELECT count(*), count({column})", 1),
-                                         args).fetchone()
+            total, present = con.execute(query, args).fetchone()
         return bool(total) and total == present
 
     def copy_to(self, path: str | os.PathLike[str]) -> Path:

@@ -52,13 +52,12 @@ def test_encoding_reports_progress_and_a_second_encoder_on_the_same_store_encode
     assert again.loaded and again.encoded_count == 1
 
 
-def test_the_folder_config_gives_the_networks_own_shape(text_encoder):
-    from mars_core.model.encoders import folder_shape
+def test_the_folder_config_gives_the_networks_own_size(text_encoder):
+    from mars_core.model.encoders import folder_dim
 
     text_encoder.encode(["load the network"])
-    net = text_encoder._model
-    assert folder_shape(text_encoder._path) == (net.get_embedding_dimension(), net.max_seq_length)
-    assert folder_shape(text_encoder._path.parent) is None  # not a sentence-transformers folder: ask the network
+    assert folder_dim(text_encoder._path) == text_encoder._model.get_embedding_dimension()
+    assert folder_dim(text_encoder._path.parent) is None  # not a sentence-transformers folder: ask the network
 
 
 def test_the_standalone_tokenizer_cuts_prompts_as_the_networks_own_tokenizer_does(text_encoder):

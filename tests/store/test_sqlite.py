@@ -59,6 +59,8 @@ def test_a_page_of_pairs_and_its_margins_are_read_without_the_rest(store):
     assert [p.id for p in store.get_pairs(run, split="train", offset=9_998, limit=3)] == ["p9998", "p9999", "p10000"]
     many = [f"p{i}" for i in range(0, 12_000, 1)][::-1]  # more ids than one IN (...) may hold
     assert {p.id for p in store.get_pairs(run, split="train", synthetic=False, ids=many)} == set(many)
+    with pytest.raises(ValueError, match="not supported"):
+        store.get_pairs(run, ids=many, limit=5)
     assert [p.id for p in store.get_pairs(run, ids=["p7", "t1", "nope"])] == ["p7", "t1"]
     assert store.pair_margins(run, 1, ["p2", "p3", "t0"]) == pytest.approx({"p2": 0.2, "p3": 0.30000000000000004})
     assert store.margins_complete(run, 1, "train", "alloc_margin")

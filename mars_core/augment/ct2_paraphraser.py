@@ -18,9 +18,10 @@ once up to the shortest and feeds the rest of each longer prompt through the dec
 tokens. Greedy float32 rows decoded in a mixed batch equal the same rows decoded alone
 (tests/augment/test_ct2_paraphraser.py). In int8 they differ (4 of 12 real HH rows identical, greedy),
 because activation rounding depends on the shapes a token goes through (with the whole prompt or one
-step at a time, the batch size); that is numerics, not a wrong context, and bench/paraphrase_quality.py measures what it does to quality. (Round 1 restricted
-batches to equal lengths after 5 off-topic rows in 12 sampled draws in a mixed batch against 1 in 12
-alone, p ~ 0.16; the greedy float32 check shows no batching error.)
+step at a time, the batch size); that is numerics, not a wrong context, and bench/paraphrase_quality.py
+measures what it does to quality. (Round 1 restricted batches to equal lengths after 5 off-topic rows in
+12 sampled draws in a mixed batch against 1 in 12 alone, p ~ 0.16; the greedy float32 check shows no
+batching error.)
 
 Seeding, and what it guarantees. CTranslate2 draws from one random stream per worker thread, seeded
 once, when the thread first samples (``ctranslate2.set_random_seed`` only affects streams not yet

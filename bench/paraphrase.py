@@ -5,12 +5,13 @@
 Rows (each on the same texts, n = 1, cache off, best of --repeats passes):
   generate()            transformers' generate with the same few-shot prompts, batch 16, length-sorted,
                         left-padded, its own sampler: what the paraphraser did before issue 11, on today's prompt
-  ours                  LMParaphraser: finished rows leave the batch, shared prompt prefix computed once,
-                        per-row seeded top-k/top-p sampler
-  ours, no shared prefix / ours, batch 32 / ours, 1 thread: one knob changed at a time
+  ours                  LMParaphraser: finished rows leave the batch, shared prompt prefix computed and stored
+                        once (cascade attention), per-row seeded top-k/top-p sampler, default dtype
+  ours, float32         the same in float32, where the default resolves to bfloat16
+  ours, no shared prefix / ours, batch 16|32|64 / ours, 1 thread: one knob changed at a time
   ct2                   CT2Paraphraser (int8, static prompt prefix, batch 16), same texts, n = 1
   ct2, batch 32 / ct2, batch 48 / ct2, 1 thread: one knob changed at a time
---engines picks which engines run (default both). The machine is shared, so rows are noisy: compare
+--engines picks which engines run (default both); --only picks rows by name. The machine is shared, so rows are noisy: compare
 within one run. The real texts come from ../shared/data (or $MARS_HH_DATA).
 """
 
@@ -31,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from mars_core.augment.lm_paraphraser import LMParaphraser  # noqa: E402
+from mars_core.augment.cascade_attention import PrefixKV  # noqa: E402
+from mars_core.augment.lm_paraphraser import LMParaphraser, weights_dtype  # noqa: E402
 from mars_core.augment.paraphraser import ParaphraseConfig  # noqa: E402
 from mars_core.data.schemas import split_hh_dialogue  # noqa: E402
 
@@ -142,7 +144,7 @@ def ours(para: LMParaphraser, texts: list[str], **changes) -> dict:
     previous, prefix = para.config, para._shared_prefix
     para.config = dataclasses.replace(previous, **{k: v for k, v in changes.items() if k != "shared_prefix"})
     if changes.get("shared_prefix") is False:
-        para._shared_prefix = lambda prompts: (0, None)
+        para._shared_prefix = lambda prompts: PrefixKV(())
     try:
         got = para.paraphrase(texts, 1, seed=0)
     finally:
@@ -178,17 +180,23 @@ def main() -> None:
     parser.add_argument("--real", type=int, default=48, help="real HH-RLHF responses")
     parser.add_argument("--repeats", type=int, default=None, help="passes over all rows (default 2, quick 1)")
     parser.add_argument("--engines", default="transformers,ct2", help="comma-separated: transformers, ct2")
+    parser.add_argument("--only", default=None,
+                        help="comma-separated row names to run (e.g. 'ours,ours, batch 32'); default all")
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "paraphrase.json"))
     args = parser.parse_args()
+    only = set(args.only.split(",")) if args.only else None
     repeats = args.repeats or (1 if args.quick else 2)
     engines = args.engines.split(",")
     load_s: dict[str, float] = {}
-    para = fast = None
+    para = fast = para32 = None
     if "transformers" in engines:
         started = time.perf_counter()
         para = LMParaphraser(ParaphraseConfig(engine="transformers"))
         load_s["transformers"] = time.perf_counter() - started
         ours(para, TEXTS[:2], min_new_tokens=1, max_new_tokens=4)  # warm-up
+        if weights_dtype(para.config) != torch.float32:  # the default runs in bfloat16 here: float32 beside it
+            para32 = LMParaphraser(ParaphraseConfig(engine="transformers", dtype="float32"))
+            ours(para32, TEXTS[:2], min_new_tokens=1, max_new_tokens=4)
     if "ct2" in engines:
         from mars_core.augment.ct2_paraphraser import CT2Paraphraser
 
@@ -206,9 +214,13 @@ def main() -> None:
         cases = []
         if para is not None:
             cases += [("generate()", lambda t=texts: hf_generate(para, t)), ("ours", lambda t=texts: ours(para, t))]
+            if para32 is not None:
+                cases += [("ours, float32", lambda t=texts: ours(para32, t))]
             if not args.quick:
                 cases += [("ours, no shared prefix", lambda t=texts: ours(para, t, shared_prefix=False)),
+                          ("ours, batch 16", lambda t=texts: ours(para, t, batch_size=16)),
                           ("ours, batch 32", lambda t=texts: ours(para, t, batch_size=32)),
+                          ("ours, batch 64", lambda t=texts: ours(para, t, batch_size=64)),
                           ("ours, 1 thread", lambda t=texts: with_threads(1, lambda: ours(para, t)))]
         if fast is not None:
             cases += [("ct2", lambda t=texts: ct2(fast, t))]
@@ -216,6 +228,8 @@ def main() -> None:
                 cases += [("ct2, batch 32", lambda t=texts: ct2(fast, t, batch_size=32)),
                           ("ct2, batch 48", lambda t=texts: ct2(fast, t, batch_size=48))]
         for name, run in cases:
+            if only is not None and name not in only:
+                continue
             passes = [run() for _ in range(repeats)]
             best = max(passes, key=lambda r: r["tok_s"])
             words = sum(len(t.split()) for t in texts) / len(texts)
@@ -223,7 +237,7 @@ def main() -> None:
                          "passes": passes, "load_average": os.getloadavg()[0]})
             print(f"{set_name:10s} {name:26s} {best['tok_s']:7.1f} tok/s {best['texts_s']:6.2f} texts/s "
                   f"{best['tokens']:6d} tokens {best['seconds']:6.1f} s  load {os.getloadavg()[0]:.1f}", flush=True)
-    report = {"model": ParaphraseConfig().model, "names": [p.name for p in (para, fast) if p is not None],
+    report = {"model": ParaphraseConfig().model, "names": [p.name for p in (para, para32, fast) if p is not None],
               "load_seconds": load_s, "command": " ".join(sys.argv),
               "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "rows": rows}
     path = Path(args.json)

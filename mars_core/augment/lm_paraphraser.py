@@ -12,7 +12,6 @@ share (system prompt and few-shot examples) is computed once and reused.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 import time
@@ -20,6 +19,7 @@ import time
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from mars_core.augment.cascade_attention import Cascade, PrefixKV, install
 from mars_core.augment.extraction import trim_unfinished
 from mars_core.augment.paraphraser import (
     ParaphraseCache,
@@ -29,15 +29,32 @@ from mars_core.augment.paraphraser import (
     chat_messages,
     settings_digest,
 )
-from mars_core.model.encoders import ModelNotFoundError, pick_device, resolve_model, split_gguf
+from mars_core.model.encoders import (
+    ModelNotFoundError,
+    native_bfloat16,
+    pick_device,
+    resolve_model,
+    split_gguf,
+)
 
 logger = logging.getLogger(__name__)
 
 
 def lm_name(config: ParaphraseConfig) -> str:
-    """The paraphraser's name (cache keys, provenance) from its config alone: no model needed."""
+    """The paraphraser's name (cache keys, provenance) from its config alone: no model needed.
+
+    bfloat16 weights give other rows than float32, so they name another paraphraser (float32 keeps
+    the name it always had, and with it the rows already cached)."""
     settings = config.output_settings() | {"instruction": config.instruction}
-    return f"lm:{config.model}|t={config.temperature}|p={config.top_p}|{settings_digest(settings)}"
+    precision = "|bf16" if weights_dtype(config) == torch.bfloat16 else ""
+    return f"lm:{config.model}|t={config.temperature}|p={config.top_p}{precision}|{settings_digest(settings)}"
+
+
+def weights_dtype(config: ParaphraseConfig) -> torch.dtype:
+    """The dtype the model runs in: ``config.dtype``, with auto resolved for the device it will run on."""
+    if config.dtype == "auto":
+        return torch.bfloat16 if native_bfloat16(pick_device(config.device)) else torch.float32
+    return getattr(torch, config.dtype)
 
 
 class LMParaphraser(RowParaphraser):
@@ -49,12 +66,12 @@ class LMParaphraser(RowParaphraser):
         self.device = pick_device(self.config.device)
         if self.config.num_threads is not None:
             torch.set_num_threads(self.config.num_threads)
-        self.tokenizer, self.model = _load(self.config.model, self.device)
+        self.tokenizer, self.model = _load(self.config.model, self.device, weights_dtype(self.config))
         self.name = lm_name(self.config)
         eos = {self.tokenizer.eos_token_id, *_as_list(self.model.generation_config.eos_token_id)}
         self._eos_ids = sorted(i for i in eos if i is not None)
         self._pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self._eos_ids[0]
-        self._prefix: tuple[tuple[int, ...], object] | None = None  # (token ids, KV cache of batch size 1)
+        self._prefix: PrefixKV | None = None
 
     def _start_run(self) -> None:
         self._prefix = None  # a run's prefix cache is its own (whether a prefix is reused shapes its numerics)
@@ -70,27 +87,18 @@ class LMParaphraser(RowParaphraser):
 
     # -- generation ----------------------------------------------------------------------------
     def _generate_rows(self, rows: list[Row], instruction: str, seed: int) -> None:
-        """Rows sorted by prompt length, decoded ``batch_size`` at a time; errors cost only their batch."""
+        """All rows through one continuously batched decode, shortest prompts first."""
         ids = {r.key: self.prompt_ids(r.text, instruction) for r in rows}
         source_tokens = {r.text: len(self.tokenizer(r.text, add_special_tokens=False)["input_ids"]) for r in rows}
         ordered = sorted(rows, key=lambda r: len(ids[r.key]))
-        bs = self.config.batch_size
-        for start in range(0, len(ordered), bs):
-            batch = ordered[start : start + bs]
-            budgets = [self.config.new_token_budget(source_tokens[r.text]) for r in batch]
-            try:
-                self._decode([ids[r.key] for r in batch], budgets, [_row_seed(seed, r.key) for r in batch], batch)
-            except Exception as err:  # noqa: BLE001 - one bad batch must not sink the run
-                logger.warning("paraphrase batch of %d rows failed: %s: %s", len(batch), type(err).__name__, err)
-                for r in batch:
-                    if r.raw is None:
-                        r.error = f"{type(err).__name__}: {err}"
+        self._decode([ids[r.key] for r in ordered], [self.config.new_token_budget(source_tokens[r.text]) for r in ordered],
+                     [_row_seed(seed, r.key) for r in ordered], ordered)
 
     def _after_step(self) -> None:
         """Called after every decoding step (a seam for tests that slow the model down on purpose)."""
 
-    def _shared_prefix(self, prompts: list[list[int]]) -> tuple[int, object | None]:  # (length, KV cache)
-        """KV cache of the token prefix every prompt shares, computed once per run (``for_run``) and reused."""
+    def _shared_prefix(self, prompts: list[list[int]]) -> PrefixKV:
+        """Keys and values of the token prefix every prompt shares, computed once per run (``for_run``)."""
         common = prompts[0]
         for p in prompts[1:]:
             n = 0
@@ -99,77 +107,106 @@ class LMParaphraser(RowParaphraser):
             common = common[:n]
         common = common[: max(0, min(len(p) for p in prompts) - 1)]  # every row keeps >= 1 token of its own
         if len(common) < 16:
-            return 0, None
+            return PrefixKV(())
         key = tuple(common)
-        if self._prefix is None or self._prefix[0] != key:
-            if self._prefix is not None and key[: len(self._prefix[0])] == self._prefix[0]:
-                key = self._prefix[0]  # the stored prefix is a prefix of this batch's: reuse it
-            else:
-                with torch.inference_mode():
-                    out = self.model(torch.tensor([list(key)], device=self.device), use_cache=True)
-                self._prefix = (key, out.past_key_values)
-        return len(self._prefix[0]), self._prefix[1]
+        stored = self._prefix
+        if stored is not None and key[: len(stored.tokens)] == stored.tokens:
+            return stored  # the stored prefix is this batch's or a prefix of it: reuse it
+        prefix = PrefixKV(key)
+        with torch.inference_mode():
+            self.model(input_ids=torch.tensor([list(key)], device=self.device), use_cache=False, logits_to_keep=1,
+                       cascade=Cascade(prefix, recording=True))
+        self._prefix = prefix
+        return prefix
+
+    def _forward(self, cascade: Cascade, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Logits of each row's last position after feeding it ``ids`` (left-padded) at ``positions``."""
+        cascade.begin(ids.shape[1])
+        out = self.model(input_ids=ids.to(self.device), position_ids=positions.to(self.device),
+                         attention_mask=cascade.mask, use_cache=False, logits_to_keep=1, cascade=cascade)
+        cascade.advance(ids.shape[1])
+        return out.logits[:, -1, :]
+
+    def _prefill(self, prefix: PrefixKV, prompts: list[list[int]],
+                 budgets: list[int]) -> tuple[Cascade, torch.Tensor, torch.Tensor]:
+        """Rows' own prompt tokens (after the prefix) in one left-padded pass: (state, logits, next positions)."""
+        tails = [p[len(prefix.tokens):] for p in prompts]
+        width = max(len(t) for t in tails)
+        ids = torch.full((len(tails), width), self._pad_id, dtype=torch.long)
+        starts = torch.tensor([width - len(t) for t in tails])
+        for i, t in enumerate(tails):
+            ids[i, width - len(t):] = torch.tensor(t)
+        positions = len(prefix.tokens) + (torch.arange(width)[None, :] - starts[:, None]).clamp(min=0)
+        cascade = Cascade(prefix, starts=starts.to(self.device), ends=(width + torch.tensor(budgets)).to(self.device))
+        return cascade, self._forward(cascade, ids, positions), positions[:, -1] + 1
 
     def _decode(self, prompts: list[list[int]], budgets: list[int], seeds: list[int], rows: list[Row]) -> None:
+        """Continuous batching: up to ``batch_size`` rows decode together, and when rows finish, waiting
+        rows take their places (prefilled together, then joined), so long rows no longer decode alone
+        at the end of every batch. An error costs only the rows in flight; a time limit that grows
+        with the token budgets of the rows admitted stops the rows in flight and keeps every finished row.
+        """
         cfg = self.config
-        started = time.perf_counter()
-        limit = cfg.seconds_per_token * sum(budgets) + 5.0  # scales with the work asked, not per call
-        plen, prefix_cache = self._shared_prefix(prompts)
-        suffixes = [p[plen:] for p in prompts]
-        width = max(len(s) for s in suffixes)
-        n = len(prompts)
-        input_ids = torch.full((n, width), self._pad_id, dtype=torch.long)
-        mask = torch.zeros((n, plen + width), dtype=torch.long)
-        mask[:, :plen] = 1
-        for i, s in enumerate(suffixes):
-            input_ids[i, width - len(s) :] = torch.tensor(s)
-            mask[i, plen + width - len(s) :] = 1
-        position = (mask.cumsum(-1) - 1).clamp(min=0)
-        gens = [torch.Generator().manual_seed(s) for s in seeds]
-        outputs: list[list[int]] = [[] for _ in range(n)]
-        alive = list(range(n))
+        prefix = self._shared_prefix(prompts)
+        waiting = list(range(len(prompts)))[::-1]  # pop() takes the next row
+        gens = {i: torch.Generator().manual_seed(s) for i, s in enumerate(seeds)}
+        outputs: dict[int, list[int]] = {i: [] for i in range(len(prompts))}
+        active: list[int] = []
+        cascade = logits = next_pos = None
+        deadline = time.perf_counter() + 5.0
         with torch.inference_mode():
-            cache = None
-            if prefix_cache is not None:
-                cache = copy.deepcopy(prefix_cache)
-                cache.batch_repeat_interleave(n)
-            out = self.model(input_ids=input_ids.to(self.device), attention_mask=mask.to(self.device),
-                             position_ids=position[:, plen:].to(self.device), past_key_values=cache, use_cache=True)
-            cache, logits = out.past_key_values, out.logits[:, -1, :]
-            next_pos = position[:, -1] + 1
-            while alive:
-                tokens = sample_tokens(logits, [gens[i] for i in alive], cfg.temperature, cfg.top_p, cfg.top_k)
-                keep = []
-                for j, i in enumerate(alive):
-                    token = int(tokens[j])
-                    outputs[i].append(token)
-                    ended = token in self._eos_ids
-                    if ended or len(outputs[i]) >= budgets[i]:
-                        rows[i].raw = self._text(outputs[i], ended)
-                        rows[i].tokens = len(outputs[i])
-                    else:
-                        keep.append(j)
-                self._after_step()
-                if not keep:
-                    break
-                if time.perf_counter() - started > limit:
-                    for j in keep:
-                        i = alive[j]
-                        rows[i].error = (f"time limit {limit:.0f} s reached ({cfg.seconds_per_token} s per token of "
-                                         f"budget) after {len(outputs[i])} tokens")
-                    logger.warning("paraphrase batch stopped at its time limit (%.0f s): kept %d of %d rows",
-                                   limit, n - len(keep), n)
-                    break
-                if len(keep) < len(alive):  # finished rows leave the batch and the KV cache
-                    index = torch.tensor(keep)
-                    cache.batch_select_indices(index.to(self.device))
-                    mask, next_pos, tokens = mask[index], next_pos[index], tokens[index]
-                    alive = [alive[j] for j in keep]
-                mask = torch.cat([mask, torch.ones((len(alive), 1), dtype=torch.long)], dim=1)
-                out = self.model(input_ids=tokens[:, None].to(self.device), attention_mask=mask.to(self.device),
-                                 position_ids=next_pos[:, None].to(self.device), past_key_values=cache, use_cache=True)
-                cache, logits = out.past_key_values, out.logits[:, -1, :]
-                next_pos = next_pos + 1
+            while waiting or active:
+                try:
+                    free = cfg.batch_size - len(active)
+                    if waiting and (not active or free >= max(1, cfg.batch_size // 4)):
+                        new = [waiting.pop() for _ in range(min(free, len(waiting)))]
+                        admitted, active = active, active + new  # the new rows are in flight from here on
+                        part, part_logits, part_pos = self._prefill(prefix, [prompts[i] for i in new],
+                                                                    [budgets[i] for i in new])
+                        deadline += cfg.seconds_per_token * sum(budgets[i] for i in new)
+                        if admitted:
+                            cascade.join(part)
+                            logits, next_pos = torch.cat([logits, part_logits]), torch.cat([next_pos, part_pos])
+                        else:
+                            cascade, logits, next_pos = part, part_logits, part_pos
+                    tokens = sample_tokens(logits, [gens[i] for i in active], cfg.temperature, cfg.top_p, cfg.top_k)
+                    keep = []
+                    for j, i in enumerate(active):
+                        token = int(tokens[j])
+                        outputs[i].append(token)
+                        ended = token in self._eos_ids
+                        if ended or len(outputs[i]) >= budgets[i]:
+                            rows[i].raw = self._text(outputs[i], ended)
+                            rows[i].tokens = len(outputs[i])
+                        else:
+                            keep.append(j)
+                    self._after_step()
+                    if time.perf_counter() > deadline and keep:
+                        self._stop([active[j] for j in keep], rows, outputs)
+                        active, deadline = [], time.perf_counter() + 5.0
+                        continue
+                    if len(keep) < len(active):  # finished rows leave the batch and their buffers
+                        active = [active[j] for j in keep]
+                        if not active:
+                            continue
+                        index = torch.tensor(keep)
+                        cascade.keep(index.to(self.device))
+                        next_pos, tokens = next_pos[index], tokens[index]
+                    logits = self._forward(cascade, tokens[:, None], next_pos[:, None])
+                    next_pos = next_pos + 1
+                except Exception as err:  # noqa: BLE001 - one bad pass must not sink the other rows
+                    logger.warning("paraphrase pass with %d rows in flight failed: %s: %s", len(active),
+                                   type(err).__name__, err)
+                    for i in active:
+                        if rows[i].raw is None:
+                            rows[i].error = f"{type(err).__name__}: {err}"
+                    active = []
+
+    def _stop(self, stopped: list[int], rows: list[Row], outputs: dict[int, list[int]]) -> None:
+        limit = self.config.seconds_per_token
+        for i in stopped:
+            rows[i].error = f"time limit reached ({limit} s per token of budget) after {len(outputs[i])} tokens"
+        logger.warning("paraphrase rows stopped at their time limit: %d rows in flight lost", len(stopped))
 
     def _text(self, tokens: list[int], ended: bool) -> str:
         text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
@@ -208,7 +245,7 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _load(spec: str, device: str) -> tuple[AutoTokenizer, AutoModelForCausalLM]:
+def _load(spec: str, device: str, dtype: torch.dtype = torch.float32) -> tuple[AutoTokenizer, AutoModelForCausalLM]:
     """Tokenizer and model, once; errors name the model that could not be loaded."""
     resolved = resolve_model(spec)  # ModelNotFoundError for a path that does not exist
     directory, gguf_file = split_gguf(resolved)
@@ -222,5 +259,6 @@ def _load(spec: str, device: str) -> tuple[AutoTokenizer, AutoModelForCausalLM]:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
-    model.to(device)
+    model.to(device=device, dtype=dtype)
+    install(model)
     return tokenizer, model

@@ -64,6 +64,8 @@ _ROLES = ("system", "user", "assistant")
 OPENAI_PREFIX = "openai:"
 # in-process engines: auto = CTranslate2 when installed and the model's architecture converts, else transformers
 ENGINES = ("auto", "ct2", "transformers")
+# the transformers engine's weights: auto = bfloat16 where the processor computes it natively, else float32
+DTYPES = ("auto", "float32", "bfloat16")
 API_KEY_ENVS = ("MARS_OPENAI_API_KEY", "OPENAI_API_KEY")
 
 
@@ -86,6 +88,10 @@ class ParaphraseConfig:
                 "in the virtualenv), transformers, or auto (ct2 when installed and the model converts); "
                 "ignored for openai:",
         "flag": "--paraphrase-engine", "choices": ENGINES, "form": True})
+    dtype: str = field(default="auto", metadata={
+        "help": "weights' precision in the transformers engine: auto (bfloat16 on CUDA and on CPUs with AMX or "
+                "AVX512-BF16, float32 elsewhere), float32 or bfloat16; part of the paraphraser's name",
+        "flag": "--paraphrase-dtype", "choices": DTYPES})
     candidates_per_unit: int = field(default=2, metadata={
         "help": "candidates generated per budget unit in the first round; the best that passes the filters is kept",
         "flag": "--candidates-per-unit"})
@@ -118,6 +124,8 @@ class ParaphraseConfig:
             openai_target(self.model)  # raises with a clear message
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.candidates_per_unit < 1:
             raise ValueError(f"candidates_per_unit must be at least 1, got {self.candidates_per_unit}")
         if self.generations_per_unit < self.candidates_per_unit:

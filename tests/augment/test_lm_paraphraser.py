@@ -14,7 +14,7 @@ import time
 import pytest
 import torch
 
-from mars_core.augment.lm_paraphraser import LMParaphraser
+from mars_core.augment.lm_paraphraser import LMParaphraser, lm_name
 from mars_core.augment.paraphraser import ParaphraseConfig, Paraphraser
 from mars_core.augment.serve_openai import lm_backend
 from tests.dict_cache import DictCache
@@ -27,7 +27,7 @@ RESPONSES = [
     "To boil an egg, put it in cold water, bring it to a boil, and let it simmer for about nine minutes.",
     "No, dogs should not eat chocolate. It contains theobromine, which is toxic to them.",
 ]
-SMALL = ParaphraseConfig(max_new_tokens=40, batch_size=4)
+SMALL = ParaphraseConfig(max_new_tokens=40, batch_size=4, dtype="float32")  # the same numbers on every CPU
 
 
 
@@ -63,6 +63,44 @@ def test_real_paraphrases_are_nonempty_and_close_to_their_sources(paraphraser, t
     assert len(flat) >= 6
     cosine = text_encoder.cosine([s for s, _ in flat], [t for _, t in flat])
     assert cosine.mean() > 0.6, [t for _, t in flat]
+
+
+def test_cascade_attention_equals_attention_over_the_whole_sequence(paraphraser):
+    """Rows prefilled in two groups, one step, a join, a row leaving, another step: each row's logits
+    are what the model gives its whole token sequence in one plain (SDPA) pass."""
+    prompts = [paraphraser.prompt_ids(t, paraphraser.instruction) for t in RESPONSES]
+    prefix = paraphraser._shared_prefix(prompts)
+    assert len(prefix.tokens) > 300  # the few-shot examples are shared, stored once
+    seqs = [list(p) for p in prompts]
+    with torch.inference_mode():
+        cascade, logits, pos = paraphraser._prefill(prefix, prompts[:2], [8, 8])
+        step = logits.argmax(-1)
+        for i in range(2):
+            seqs[i].append(int(step[i]))
+        logits = paraphraser._forward(cascade, step[:, None], pos[:, None])
+        pos = pos + 1
+        late, late_logits, late_pos = paraphraser._prefill(prefix, prompts[2:], [8, 8])
+        cascade.join(late)
+        logits, pos = torch.cat([logits, late_logits]), torch.cat([pos, late_pos])
+        keep = torch.tensor([0, 2, 3])  # row 1 finished
+        cascade.keep(keep)
+        step = logits[keep].argmax(-1)
+        for j, i in enumerate((0, 2, 3)):
+            seqs[i].append(int(step[j]))
+        got = paraphraser._forward(cascade, step[:, None], pos[keep][:, None])
+        for j, i in enumerate((0, 2, 3)):
+            whole = paraphraser.model(torch.tensor([seqs[i]])).logits[0, -1]
+            assert torch.allclose(got[j], whole, atol=2e-3), (i, (got[j] - whole).abs().max())
+        assert cascade.length < max(len(p) for p in prompts)  # buffers hold the rows' own tokens, not the prefix
+
+
+def test_bfloat16_weights_paraphrase_as_well_and_name_another_paraphraser():
+    config = dataclasses.replace(SMALL, dtype="bfloat16")
+    bf16 = LMParaphraser(config)
+    assert bf16.model.dtype == torch.bfloat16 and "|bf16" in bf16.name
+    assert "bf16" not in lm_name(SMALL)
+    got = bf16.paraphrase(RESPONSES, 1, seed=0)
+    assert not got.failures and sum(1 for (t,) in got.texts if t) >= 3, got.texts
 
 
 def test_greedy_rows_equal_transformers_generate(paraphraser):
@@ -126,18 +164,18 @@ def test_a_batch_past_its_limit_keeps_the_rows_it_finished(paraphraser):
     assert cut.failures[0][0] == texts[1] and "time limit" in cut.failures[0][1]
 
 
-def test_a_failing_batch_loses_only_its_own_rows(paraphraser, monkeypatch):
+def test_a_failing_pass_loses_only_the_rows_in_flight(paraphraser, monkeypatch):
     paraphraser.config = dataclasses.replace(SMALL, batch_size=2)
-    real_decode = paraphraser._decode
+    real_prefill = paraphraser._prefill
     calls = []
 
-    def decode(prompts, budgets, seeds, rows):
-        calls.append(len(rows))
+    def prefill(prefix, prompts, budgets):
+        calls.append(len(prompts))
         if len(calls) == 1:
             raise RuntimeError("simulated out of memory")
-        return real_decode(prompts, budgets, seeds, rows)
+        return real_prefill(prefix, prompts, budgets)
 
-    monkeypatch.setattr(paraphraser, "_decode", decode)
+    monkeypatch.setattr(paraphraser, "_prefill", prefill)
     got = paraphraser.paraphrase(RESPONSES, 1, seed=3)
     assert calls == [2, 2]
     assert sum(1 for outs in got.texts if outs == [""]) >= 2 and len(got.failures) == 2

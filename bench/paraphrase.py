@@ -181,10 +181,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="passes over all rows (default 2, quick 1)")
     parser.add_argument("--engines", default="transformers,ct2", help="comma-separated: transformers, ct2")
     parser.add_argument("--only", default=None,
-                        help="comma-separated row names to run (e.g. 'ours,ours, batch 32'); default all")
+                        help="semicolon-separated row names to run (e.g. 'ours;ours, batch 32'); default all")
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "paraphrase.json"))
     args = parser.parse_args()
-    only = set(args.only.split(",")) if args.only else None
+    only = set(args.only.split(";")) if args.only else None
     repeats = args.repeats or (1 if args.quick else 2)
     engines = args.engines.split(",")
     load_s: dict[str, float] = {}

@@ -4,10 +4,12 @@ Why a decoding loop of our own instead of ``model.generate`` (profiled on real H
 bench/paraphrase.py): generate keeps every row of a batch in the forward pass until the longest row
 ends, so on real text with its long tail most steps computed finished rows; it cannot keep the rows
 that finished when a batch is stopped; and its sampler draws from one random stream for the whole
-batch, so a row's text depended on its batch-mates. Here finished rows leave the KV cache at once,
-a batch stopped by its time limit keeps every row it finished, each row samples from its own seeded
-stream (row k of a text is the same whichever batch computes it), and the prompt prefix that all rows
-share (system prompt and few-shot examples) is computed once and reused.
+batch, so a row's text depended on its batch-mates. Here finished rows leave at once and waiting
+rows take their places (continuous batching), a pass stopped by its time limit keeps every row it
+finished, each row samples from its own seeded stream (row k of a text is the same whichever batch
+computes it), and the prompt prefix that all rows share (system prompt and few-shot examples) is
+computed once and stored once: attention reads it beside each row's own keys (cascade_attention.py)
+instead of every row carrying, and every step copying, its own copy of it.
 """
 
 from __future__ import annotations

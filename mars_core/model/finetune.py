@@ -63,6 +63,25 @@ def resolve_precision(config: RewardModelConfig) -> tuple[str, bool]:
     return ("bf16" if torch.cuda.is_bf16_supported() else "fp16"), False
 
 
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 in hardware (AMX tiles or AVX512-BF16): only there does autocast pay."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    except AttributeError:  # a torch without the probes: assume not
+        return False
+
+
+def training_dtype(config: RewardModelConfig, device: torch.device) -> torch.dtype:
+    """The dtype of the training steps' matmuls: bfloat16 on a CPU that has it (``cpu_bf16``), else float32.
+
+    On a GPU, --precision (accelerate's autocast) decides instead. Only the steps: the probe's features, the
+    validation checks and every score are float32, so step 0 is still exactly the linear model.
+    """
+    native = device.type == "cpu" and config.cpu_bf16 and cpu_has_native_bf16()
+    return torch.bfloat16 if native else torch.float32
+
+
 class FinetuneRewardModel:
     """r(x, y) = the scalar output of a fine-tuned sequence classifier on ``prompt + "\\n\\n" + response``."""
 
@@ -72,6 +91,7 @@ class FinetuneRewardModel:
         precision, cpu = resolve_precision(self.config)
         self.accelerator = shared_accelerator(precision, cpu)
         self.device = self.accelerator.device
+        self.train_dtype = training_dtype(self.config, self.device)
         self.source = resolve_model(self.config.base)
         if _shared is None:
             tokenizer = AutoTokenizer.from_pretrained(str(self.source), trust_remote_code=self.config.trust_remote_code)
@@ -215,7 +235,7 @@ class FinetuneRewardModel:
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         scheduler = linear_schedule(optimizer, len(groups), cfg.warmup_fraction)
-        stopper = EarlyStopping(cfg.patience)
+        stopper = EarlyStopping(cfg.patience, cfg.validation_metric)
         every = cfg.eval_every or max(1, math.ceil(steps_per_pass / 2))
         if held:
             step0 = (features[len(train):] @ self._head_weights()) if features is not None else None
@@ -235,7 +255,7 @@ class FinetuneRewardModel:
                 rows = [plus[i].ids for i in idx] + [minus[i].ids for i in idx]
                 batch = {k: v.to(self.device) for k, v in pad_batch(rows, self.batcher.pad_id).items()}
                 sync = contextlib.nullcontext() if j == len(group) - 1 else acc.no_sync(model)
-                with sync, acc.autocast():
+                with sync, acc.autocast(), self._train_autocast():
                     rewards = model(**batch).logits[:, 0].float()
                     loss_sum = weight * F.softplus(-(rewards[: len(idx)] - rewards[len(idx):])).sum()  # −log σ(Δ)
                     acc.backward(loss_sum * acc.num_processes / n_group)
@@ -273,12 +293,18 @@ class FinetuneRewardModel:
             "optimizer_steps": steps, "planned_steps": len(groups), "steps_per_pass": steps_per_pass,
             "passes_planned": passes, "passes": round(steps / max(steps_per_pass, 1), 2),
             "stopped_early": stopped, "best_step": stopper.best_step if held else steps,
+            "train_dtype": str(self.train_dtype).removeprefix("torch."),
             "validation": stopper.curve,
         })
         return FitReport(
             pass_loss / max(pass_pairs, 1), steps, time.perf_counter() - start, len(pairs), str(self.device),
             details=details,
         )
+
+    def _train_autocast(self) -> contextlib.AbstractContextManager:
+        if self.train_dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.train_dtype)
 
     def _linear_probe(self, delta_h: np.ndarray, name: str) -> dict:
         """Fit the head by Bradley-Terry (L-BFGS from zero, the linear model's fit) on these pairs' Δh."""

@@ -12,6 +12,7 @@ import torch
 
 from mars_core.data.loading import load_pairs
 from mars_core.data.pairs import PreferencePair
+from mars_core.model import finetune
 from mars_core.model.encoders import PROMPT_TOKENS, TextEncoder, cut_left, joined_text
 from mars_core.model.features import TextFeaturizer
 from mars_core.model.finetune import FinetuneRewardModel
@@ -20,7 +21,8 @@ from mars_core.model.pooled_head import pooled_logits
 from mars_core.model.reward import LinearRewardModel
 from mars_core.model.reward_config import RewardModelConfig
 from mars_core.model.train import TrainConfig
-from tests.model.test_finetune import tiny_pairs
+from tests.model.test_finetune import CONFIG as FINETUNE_CONFIG
+from tests.model.test_finetune import bt_loss, tiny_pairs
 
 EXCERPT = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "hh_harmless_long_excerpt.jsonl.gz"
 
@@ -159,3 +161,32 @@ def test_early_stopping_restores_the_weights_of_the_best_validation_check():
     if report.details["stopped_early"]:
         assert report.details["optimizer_steps"] < report.details["planned_steps"]
         assert len(curve) - 1 - curve.index(best) >= cfg.patience
+
+
+@pytest.mark.slow
+def test_cpu_bf16_runs_the_training_steps_in_bfloat16_and_scores_in_float32(monkeypatch):
+    """On a CPU with native bfloat16 (AMX / AVX512-BF16) the training steps' matmuls are bfloat16 and the model
+    still learns; every score (so margins, validation checks, the probe's features) is float32. Off, or on a
+    CPU without it, everything is float32."""
+    if not finetune.cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bfloat16 (AMX or AVX512-BF16): the setting is ignored here")
+    cfg = dataclasses.replace(FINETUNE_CONFIG, cpu_bf16=True)
+    model = FinetuneRewardModel(cfg)
+    pairs = tiny_pairs(16)
+    layer = next(m for m in model.model.modules() if isinstance(m, torch.nn.Linear))
+    seen: list[tuple[bool, torch.dtype]] = []
+    hook = layer.register_forward_hook(lambda _m, _a, out: seen.append((torch.is_grad_enabled(), out.dtype)))
+    try:
+        before = bt_loss(model, pairs)
+        report = model.fit(pairs)
+        after = bt_loss(model, pairs)
+    finally:
+        hook.remove()
+    assert report.details["train_dtype"] == "bfloat16"
+    assert {dtype for grad, dtype in seen if grad} == {torch.bfloat16}  # the training steps
+    assert {dtype for grad, dtype in seen if not grad} == {torch.float32}  # scoring, before and after
+    assert after < before - 0.1
+    assert all(p.dtype == torch.float32 for p in model.model.parameters())  # the weights stay float32
+    assert FinetuneRewardModel(dataclasses.replace(cfg, cpu_bf16=False)).train_dtype == torch.float32
+    monkeypatch.setattr(finetune, "cpu_has_native_bf16", lambda: False)
+    assert FinetuneRewardModel(cfg).train_dtype == torch.float32

@@ -16,7 +16,13 @@ from mars_core.model import finetune
 from mars_core.model.encoders import PROMPT_TOKENS, TextEncoder, cut_left, joined_text
 from mars_core.model.features import TextFeaturizer
 from mars_core.model.finetune import FinetuneRewardModel
-from mars_core.model.fit_plan import MIN_VALIDATION_PAIRS, plan_passes, split_by_prompt
+from mars_core.model.fit_plan import (
+    MIN_VALIDATION_PAIRS,
+    EarlyStopping,
+    plan_passes,
+    scaled_bt_loss,
+    split_by_prompt,
+)
 from mars_core.model.pooled_head import pooled_logits
 from mars_core.model.reward import LinearRewardModel
 from mars_core.model.reward_config import RewardModelConfig
@@ -190,3 +196,26 @@ def test_cpu_bf16_runs_the_training_steps_in_bfloat16_and_scores_in_float32(monk
     assert FinetuneRewardModel(dataclasses.replace(cfg, cpu_bf16=False)).train_dtype == torch.float32
     monkeypatch.setattr(finetune, "cpu_has_native_bf16", lambda: False)
     assert FinetuneRewardModel(cfg).train_dtype == torch.float32
+
+
+def test_scaled_loss_is_the_best_temperature_loss_and_early_stopping_can_watch_it():
+    """Fine-tuning after a probe grows the margins: the plain held-out loss can rise while the ranking improves.
+    scaled_loss is the BT loss at the best single temperature, so only the ranking counts."""
+    margins = np.random.default_rng(0).normal(0.2, 1.0, 200)
+    grid = min(np.mean(np.logaddexp(0.0, -s * margins)) for s in np.linspace(0.0, 5.0, 5001))
+    assert scaled_bt_loss(margins) == pytest.approx(grid, abs=1e-6)
+    assert scaled_bt_loss(7.0 * margins) == pytest.approx(scaled_bt_loss(margins), abs=1e-9)
+    assert scaled_bt_loss(-np.abs(margins)) == pytest.approx(np.log(2.0))  # all wrong: s = 0 (chance) is best
+    tuned = 10.0 * (margins + 0.3)  # ranks more pairs right, far too confident
+    assert np.mean(tuned > 0) > np.mean(margins > 0)
+    assert np.mean(np.logaddexp(0.0, -tuned)) > np.mean(np.logaddexp(0.0, -margins))
+    best = {}
+    for metric in ("loss", "scaled_loss"):
+        stopper, layer = EarlyStopping(patience=2, metric=metric), torch.nn.Linear(1, 1)
+        stopper.record(0, margins, layer)
+        stopper.record(8, tuned, layer)
+        best[metric] = stopper.best_step
+        assert {"loss", "scaled_loss", "accuracy"} <= set(stopper.curve[-1])
+    assert best == {"loss": 0, "scaled_loss": 8}
+    with pytest.raises(ValueError, match="validation_metric"):
+        RewardModelConfig(kind="finetune", validation_metric="accuracy")

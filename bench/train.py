@@ -160,7 +160,7 @@ def finetune_config(args) -> RewardModelConfig:
     given = {"max_length": args.max_length, "batch_size": args.batch_size, "learning_rate": args.lr,
              "min_steps": args.min_steps, "max_passes": args.max_passes, "head_init": args.head_init,
              "validation_fraction": args.validation_fraction, "patience": args.patience, "cpu_bf16": args.cpu_bf16,
-             "validation_metric": args.validation_metric}
+             "validation_metric": args.validation_metric, "min_validation_pairs": args.min_validation_pairs}
     return RewardModelConfig(kind="finetune", seed=args.split, **{k: v for k, v in given.items() if v is not None})
 
 
@@ -198,7 +198,8 @@ def part_accuracy(args) -> dict:
     out: dict = {"tag": tag, "split": args.split, "train_pairs": len(train), "test_pairs": len(test),
                  "config": {k: getattr(cfg, k) for k in ("head_init", "learning_rate", "min_steps", "max_passes",
                                                           "max_length", "batch_size", "validation_fraction",
-                                                          "patience", "cpu_bf16", "validation_metric")},
+                                                          "patience", "cpu_bf16", "validation_metric",
+                                                          "min_validation_pairs")},
                  "fit_seconds": fit_seconds, "score_seconds": time.perf_counter() - start - fit_seconds,
                  "fit_details": report.details}
     for key, c in correct.items():
@@ -327,6 +328,7 @@ def main() -> None:
     parser.add_argument("--head-init", default=None, choices=["linear_probe", "fresh"])
     parser.add_argument("--validation-fraction", type=float, default=None)
     parser.add_argument("--patience", type=int, default=None)
+    parser.add_argument("--min-validation-pairs", type=int, default=None)
     parser.add_argument("--validation-metric", default=None, choices=["loss", "scaled_loss"])
     parser.add_argument("--cpu-bf16", action=argparse.BooleanOptionalAction, default=None,
                         help="train in bfloat16 autocast on a CPU that has it (default: the config's)")

@@ -216,7 +216,8 @@ class FinetuneRewardModel:
         if not pairs:
             return FitReport(float("nan"), 0, 0.0, 0, str(self.device))
         seed = cfg.seed * 1000 + self.fits
-        train, held = split_by_prompt(pairs, cfg.validation_fraction, cfg.seed)  # the same prompts every fit
+        # the same prompts every fit
+        train, held = split_by_prompt(pairs, cfg.validation_fraction, cfg.seed, cfg.min_validation_pairs)
         details: dict = {"head_init": cfg.head_init, "pooling": self.model.pooling, "train_pairs": len(train),
                          "validation_pairs": len(held), "max_length": cfg.max_length}
         features = None  # Δh of every pair (training part first) under the encoder as it is before this fit

@@ -40,21 +40,24 @@ def held_out_prompt(prompt: str, fraction: float, seed: int) -> bool:
 
 
 def split_by_prompt(
-    pairs: Sequence[PreferencePair], fraction: float, seed: int
+    pairs: Sequence[PreferencePair], fraction: float, seed: int, min_pairs: int = MIN_VALIDATION_PAIRS
 ) -> tuple[list[PreferencePair], list[PreferencePair]]:
     """(train, validation): the pairs of prompts whose seeded hash is under ``fraction``, held out.
 
     Membership is decided per prompt, not by drawing from the list at hand, so a prompt is on the same side in
     every fit of a run (paraphrases added, a run resumed in a new process): the encoder never trains on a
     prompt that a later fit validates on. Returns every pair as training data when the slice would be under
-    MIN_VALIDATION_PAIRS or would take every prompt (one prompt for all pairs, as in some toy sets).
+    ``min_pairs`` (at least MIN_VALIDATION_PAIRS) or would take every prompt (one prompt for all pairs, as in
+    some toy sets). A run whose data grows past ``min_pairs`` starts validating then, on prompts its earlier
+    fits trained on: every check, step 0's included, is then equally optimistic.
     """
-    if fraction <= 0 or len(pairs) < 2 * MIN_VALIDATION_PAIRS:
+    min_pairs = max(min_pairs, MIN_VALIDATION_PAIRS)
+    if fraction <= 0 or len(pairs) < 2 * min_pairs:
         return list(pairs), []
     prompts = set(p.prompt for p in pairs)
     held = {prompt for prompt in prompts if held_out_prompt(prompt, fraction, seed)}
     validation = [p for p in pairs if p.prompt in held]
-    if len(validation) < MIN_VALIDATION_PAIRS or len(held) == len(prompts):
+    if len(validation) < min_pairs or len(held) == len(prompts):
         return list(pairs), []
     return [p for p in pairs if p.prompt not in held], validation
 

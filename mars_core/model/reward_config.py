@@ -51,6 +51,10 @@ class RewardModelConfig:
     validation_fraction: float = field(default=0.15, metadata={
         "help": "finetune: share of the training pairs held out by prompt for early stopping (0 = none)",
         "flag": "--validation-fraction", "form": False})
+    min_validation_pairs: int = field(default=8, metadata={
+        "help": "finetune: the validation slice's smallest size: below it the fit trains on every pair for its "
+                "planned steps, without early stopping (a slice of a few dozen pairs measures noise)",
+        "flag": "--min-validation-pairs", "form": False})
     patience: int = field(default=3, metadata={
         "help": "finetune: validation checks without improvement before a fit stops (best weights kept)",
         "form": False})
@@ -113,7 +117,7 @@ class RewardModelConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0.0 <= self.warmup_fraction < 1.0:
             raise ValueError(f"warmup_fraction must be in [0, 1), got {self.warmup_fraction}")
-        for name in ("min_steps", "max_passes", "patience", "batch_size", "grad_accum", "score_batch_size",
+        for name in ("min_steps", "max_passes", "patience", "min_validation_pairs", "batch_size", "grad_accum", "score_batch_size",
                      "curvature_pairs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -57,6 +57,9 @@ def test_split_by_prompt_holds_out_whole_prompts_the_same_ones_in_every_fit():
     assert {p.prompt for p in split_by_prompt(pairs[:90], 0.2, seed=1)[1]} <= {p.prompt for p in held}
     assert split_by_prompt(pairs[:2 * MIN_VALIDATION_PAIRS - 1], 0.4, seed=1)[1] == []
     assert split_by_prompt(pairs, 0.0, seed=1) == (pairs, [])
+    # a slice under min_pairs is no slice: the fit trains on every pair, without early stopping
+    assert split_by_prompt(pairs, 0.2, seed=1, min_pairs=len(held)) == (train, held)
+    assert split_by_prompt(pairs, 0.2, seed=1, min_pairs=len(held) + 1) == (pairs, [])
     one_prompt = [dataclasses.replace(p, prompt="same") for p in pairs]
     assert split_by_prompt(one_prompt, 0.2, seed=1) == (one_prompt, [])
 

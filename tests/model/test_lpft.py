@@ -33,7 +33,7 @@ from tests.model.test_finetune import bt_loss, tiny_pairs
 EXCERPT = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "hh_harmless_long_excerpt.jsonl.gz"
 
 LPFT = RewardModelConfig(kind="finetune", max_length=64, batch_size=8, min_steps=4, max_passes=2,
-                         validation_fraction=0.0)
+                         validation_fraction=0.0, min_validation_pairs=MIN_VALIDATION_PAIRS)
 
 
 def test_plan_passes_reaches_min_steps_within_the_cap():
@@ -99,7 +99,8 @@ def test_before_any_encoder_step_the_finetuned_model_is_the_linear_model(hh_exce
     head is refitted on all 40: the linear model's fit again."""
     train = hh_excerpt[:40]
     model = FinetuneRewardModel(RewardModelConfig(kind="finetune", learning_rate=1e-12, min_steps=1, max_passes=1,
-                                                  validation_fraction=fraction))
+                                                  validation_fraction=fraction,
+                                                  min_validation_pairs=MIN_VALIDATION_PAIRS))
     encoded = model.batcher.encode([p.prompt for p in hh_excerpt], [p.rejected for p in hh_excerpt])
     assert model.config.max_length == 256 and sum(e.response_cut for e in encoded) >= 3
     assert sum(e.truncated and not e.response_cut for e in encoded) >= 5  # prompts cut to their last 96 pieces

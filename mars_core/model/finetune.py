@@ -40,6 +40,7 @@ from mars_core.model.encoders import PROMPT_TOKENS, resolve_model
 from mars_core.model.finetune_curvature import deep_pair_curvature, deep_spectrum, head_spectrum
 from mars_core.model.fit_plan import EarlyStopping, linear_schedule, plan_passes, rows_of, split_by_prompt
 from mars_core.model.pooled_head import PooledScorer, score_layer, stored_pooling
+from mars_core.model.precision import training_dtype
 from mars_core.model.reward_config import RewardModelConfig
 from mars_core.model.train import FitReport, TrainConfig, fit_linear_bt, global_torch_rng
 
@@ -61,25 +62,6 @@ def resolve_precision(config: RewardModelConfig) -> tuple[str, bool]:
     if not cuda:
         return "no", True
     return ("bf16" if torch.cuda.is_bf16_supported() else "fp16"), False
-
-
-@functools.cache
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (AMX tiles or AVX512-BF16): only there does autocast pay."""
-    try:
-        return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
-    except AttributeError:  # a torch without the probes: assume not
-        return False
-
-
-def training_dtype(config: RewardModelConfig, device: torch.device) -> torch.dtype:
-    """The dtype of the training steps' matmuls: bfloat16 on a CPU that has it (``cpu_bf16``), else float32.
-
-    On a GPU, --precision (accelerate's autocast) decides instead. Only the steps: the probe's features, the
-    validation checks and every score are float32, so step 0 is still exactly the linear model.
-    """
-    native = device.type == "cpu" and config.cpu_bf16 and cpu_has_native_bf16()
-    return torch.bfloat16 if native else torch.float32
 
 
 class FinetuneRewardModel:
@@ -201,7 +183,8 @@ class FinetuneRewardModel:
           fine-tuning again, about twice the time; the slice was spent on choosing the step).
         A prompt keeps its side in every fit of a run (fit_plan.py) and every fit starts with a fresh probe on
         its training part, so no check ever scores a prompt the weights under test were trained on.
-        Without a slice (``validation_fraction=0`` or too few pairs) the probe fits every pair.
+        Without a slice (``validation_fraction=0``, or a slice under ``min_validation_pairs``) the probe fits every
+        pair and the encoder trains on every pair for the planned steps.
         """
         with global_torch_rng(self.config.seed * 1000 + self.fits + 1):  # dropout masks, this thread only
             return self._fit(pairs, progress)

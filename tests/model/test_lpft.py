@@ -12,7 +12,7 @@ import torch
 
 from mars_core.data.loading import load_pairs
 from mars_core.data.pairs import PreferencePair
-from mars_core.model import finetune
+from mars_core.model import precision
 from mars_core.model.encoders import PROMPT_TOKENS, TextEncoder, cut_left, joined_text
 from mars_core.model.features import TextFeaturizer
 from mars_core.model.finetune import FinetuneRewardModel
@@ -178,7 +178,7 @@ def test_cpu_bf16_runs_the_training_steps_in_bfloat16_and_scores_in_float32(monk
     """On a CPU with native bfloat16 (AMX / AVX512-BF16) the training steps' matmuls are bfloat16 and the model
     still learns; every score (so margins, validation checks, the probe's features) is float32. Off, or on a
     CPU without it, everything is float32."""
-    if not finetune.cpu_has_native_bf16():
+    if not precision.cpu_has_native_bf16():
         pytest.skip("this CPU has no native bfloat16 (AMX or AVX512-BF16): the setting is ignored here")
     cfg = dataclasses.replace(FINETUNE_CONFIG, cpu_bf16=True)
     model = FinetuneRewardModel(cfg)
@@ -198,7 +198,7 @@ def test_cpu_bf16_runs_the_training_steps_in_bfloat16_and_scores_in_float32(monk
     assert after < before - 0.1
     assert all(p.dtype == torch.float32 for p in model.model.parameters())  # the weights stay float32
     assert FinetuneRewardModel(dataclasses.replace(cfg, cpu_bf16=False)).train_dtype == torch.float32
-    monkeypatch.setattr(finetune, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     assert FinetuneRewardModel(cfg).train_dtype == torch.float32
 
 

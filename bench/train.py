@@ -159,7 +159,8 @@ def finetune_config(args) -> RewardModelConfig:
     """The defaults, with only the flags given on the command line changed (so "defaults" mean the code's)."""
     given = {"max_length": args.max_length, "batch_size": args.batch_size, "learning_rate": args.lr,
              "min_steps": args.min_steps, "max_passes": args.max_passes, "head_init": args.head_init,
-             "validation_fraction": args.validation_fraction}
+             "validation_fraction": args.validation_fraction, "patience": args.patience, "cpu_bf16": args.cpu_bf16,
+             "validation_metric": args.validation_metric, "min_validation_pairs": args.min_validation_pairs}
     return RewardModelConfig(kind="finetune", seed=args.split, **{k: v for k, v in given.items() if v is not None})
 
 
@@ -196,7 +197,9 @@ def part_accuracy(args) -> dict:
     correct["finetune"] = (model.margins(test) > 0).astype(float)
     out: dict = {"tag": tag, "split": args.split, "train_pairs": len(train), "test_pairs": len(test),
                  "config": {k: getattr(cfg, k) for k in ("head_init", "learning_rate", "min_steps", "max_passes",
-                                                          "max_length", "batch_size", "validation_fraction")},
+                                                          "max_length", "batch_size", "validation_fraction",
+                                                          "patience", "cpu_bf16", "validation_metric",
+                                                          "min_validation_pairs")},
                  "fit_seconds": fit_seconds, "score_seconds": time.perf_counter() - start - fit_seconds,
                  "fit_details": report.details}
     for key, c in correct.items():
@@ -273,7 +276,8 @@ def accuracy_lines() -> list[str]:
         c = rs[0]["config"]
         lines.append(f"{tag} (n_train {n}; lr {c['learning_rate']:g}, min_steps {c['min_steps']}, max_passes "
                      f"{c['max_passes']}, max_length {c['max_length']}, batch {c['batch_size']}, head {c['head_init']},"
-                     f" val {c['validation_fraction']}):")
+                     f" val {c['validation_fraction']}, patience {c.get('patience', 3)},"
+                     f" cpu_bf16 {c.get('cpu_bf16', False)}, stop on {c.get('validation_metric', 'loss')}):")
         for r in sorted(rs, key=lambda r: r["split"]):
             d, fd = r["finetune_minus_linear_prompt_response"], r["fit_details"]
             ft, lin = 100 * r["finetune_accuracy"], 100 * r["linear_prompt_response_accuracy"]
@@ -323,6 +327,11 @@ def main() -> None:
     parser.add_argument("--max-passes", type=int, default=None)
     parser.add_argument("--head-init", default=None, choices=["linear_probe", "fresh"])
     parser.add_argument("--validation-fraction", type=float, default=None)
+    parser.add_argument("--patience", type=int, default=None)
+    parser.add_argument("--min-validation-pairs", type=int, default=None)
+    parser.add_argument("--validation-metric", default=None, choices=["loss", "scaled_loss"])
+    parser.add_argument("--cpu-bf16", action=argparse.BooleanOptionalAction, default=None,
+                        help="train in bfloat16 autocast on a CPU that has it (default: the config's)")
     parser.add_argument("--budget", type=int, default=32)
     args = parser.parse_args()
     if args.pairs is None:

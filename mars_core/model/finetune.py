@@ -40,6 +40,7 @@ from mars_core.model.encoders import PROMPT_TOKENS, resolve_model
 from mars_core.model.finetune_curvature import deep_pair_curvature, deep_spectrum, head_spectrum
 from mars_core.model.fit_plan import EarlyStopping, linear_schedule, plan_passes, rows_of, split_by_prompt
 from mars_core.model.pooled_head import PooledScorer, score_layer, stored_pooling
+from mars_core.model.precision import training_dtype
 from mars_core.model.reward_config import RewardModelConfig
 from mars_core.model.train import FitReport, TrainConfig, fit_linear_bt, global_torch_rng
 
@@ -72,6 +73,7 @@ class FinetuneRewardModel:
         precision, cpu = resolve_precision(self.config)
         self.accelerator = shared_accelerator(precision, cpu)
         self.device = self.accelerator.device
+        self.train_dtype = training_dtype(self.config, self.device)
         self.source = resolve_model(self.config.base)
         if _shared is None:
             tokenizer = AutoTokenizer.from_pretrained(str(self.source), trust_remote_code=self.config.trust_remote_code)
@@ -181,7 +183,8 @@ class FinetuneRewardModel:
           fine-tuning again, about twice the time; the slice was spent on choosing the step).
         A prompt keeps its side in every fit of a run (fit_plan.py) and every fit starts with a fresh probe on
         its training part, so no check ever scores a prompt the weights under test were trained on.
-        Without a slice (``validation_fraction=0`` or too few pairs) the probe fits every pair.
+        Without a slice (``validation_fraction=0``, or a slice under ``min_validation_pairs``) the probe fits every
+        pair and the encoder trains on every pair for the planned steps.
         """
         with global_torch_rng(self.config.seed * 1000 + self.fits + 1):  # dropout masks, this thread only
             return self._fit(pairs, progress)
@@ -196,7 +199,8 @@ class FinetuneRewardModel:
         if not pairs:
             return FitReport(float("nan"), 0, 0.0, 0, str(self.device))
         seed = cfg.seed * 1000 + self.fits
-        train, held = split_by_prompt(pairs, cfg.validation_fraction, cfg.seed)  # the same prompts every fit
+        # the same prompts every fit
+        train, held = split_by_prompt(pairs, cfg.validation_fraction, cfg.seed, cfg.min_validation_pairs)
         details: dict = {"head_init": cfg.head_init, "pooling": self.model.pooling, "train_pairs": len(train),
                          "validation_pairs": len(held), "max_length": cfg.max_length}
         features = None  # Δh of every pair (training part first) under the encoder as it is before this fit
@@ -215,7 +219,7 @@ class FinetuneRewardModel:
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         scheduler = linear_schedule(optimizer, len(groups), cfg.warmup_fraction)
-        stopper = EarlyStopping(cfg.patience)
+        stopper = EarlyStopping(cfg.patience, cfg.validation_metric)
         every = cfg.eval_every or max(1, math.ceil(steps_per_pass / 2))
         if held:
             step0 = (features[len(train):] @ self._head_weights()) if features is not None else None
@@ -235,7 +239,7 @@ class FinetuneRewardModel:
                 rows = [plus[i].ids for i in idx] + [minus[i].ids for i in idx]
                 batch = {k: v.to(self.device) for k, v in pad_batch(rows, self.batcher.pad_id).items()}
                 sync = contextlib.nullcontext() if j == len(group) - 1 else acc.no_sync(model)
-                with sync, acc.autocast():
+                with sync, acc.autocast(), self._train_autocast():
                     rewards = model(**batch).logits[:, 0].float()
                     loss_sum = weight * F.softplus(-(rewards[: len(idx)] - rewards[len(idx):])).sum()  # −log σ(Δ)
                     acc.backward(loss_sum * acc.num_processes / n_group)
@@ -273,12 +277,18 @@ class FinetuneRewardModel:
             "optimizer_steps": steps, "planned_steps": len(groups), "steps_per_pass": steps_per_pass,
             "passes_planned": passes, "passes": round(steps / max(steps_per_pass, 1), 2),
             "stopped_early": stopped, "best_step": stopper.best_step if held else steps,
+            "train_dtype": str(self.train_dtype).removeprefix("torch."),
             "validation": stopper.curve,
         })
         return FitReport(
             pass_loss / max(pass_pairs, 1), steps, time.perf_counter() - start, len(pairs), str(self.device),
             details=details,
         )
+
+    def _train_autocast(self) -> contextlib.AbstractContextManager:
+        if self.train_dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.train_dtype)
 
     def _linear_probe(self, delta_h: np.ndarray, name: str) -> dict:
         """Fit the head by Bradley-Terry (L-BFGS from zero, the linear model's fit) on these pairs' Δh."""

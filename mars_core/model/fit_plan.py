@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from scipy.optimize import minimize_scalar
 
 from mars_core.data.pairs import PreferencePair
 
@@ -39,30 +40,56 @@ def held_out_prompt(prompt: str, fraction: float, seed: int) -> bool:
 
 
 def split_by_prompt(
-    pairs: Sequence[PreferencePair], fraction: float, seed: int
+    pairs: Sequence[PreferencePair], fraction: float, seed: int, min_pairs: int = MIN_VALIDATION_PAIRS
 ) -> tuple[list[PreferencePair], list[PreferencePair]]:
     """(train, validation): the pairs of prompts whose seeded hash is under ``fraction``, held out.
 
     Membership is decided per prompt, not by drawing from the list at hand, so a prompt is on the same side in
     every fit of a run (paraphrases added, a run resumed in a new process): the encoder never trains on a
     prompt that a later fit validates on. Returns every pair as training data when the slice would be under
-    MIN_VALIDATION_PAIRS or would take every prompt (one prompt for all pairs, as in some toy sets).
+    ``min_pairs`` (at least MIN_VALIDATION_PAIRS) or would take every prompt (one prompt for all pairs, as in
+    some toy sets). A run whose data grows past ``min_pairs`` starts validating then, on prompts its earlier
+    fits trained on: every check, step 0's included, is then equally optimistic.
     """
-    if fraction <= 0 or len(pairs) < 2 * MIN_VALIDATION_PAIRS:
+    min_pairs = max(min_pairs, MIN_VALIDATION_PAIRS)
+    if fraction <= 0 or len(pairs) < 2 * min_pairs:
         return list(pairs), []
     prompts = set(p.prompt for p in pairs)
     held = {prompt for prompt in prompts if held_out_prompt(prompt, fraction, seed)}
     validation = [p for p in pairs if p.prompt in held]
-    if len(validation) < MIN_VALIDATION_PAIRS or len(held) == len(prompts):
+    if len(validation) < min_pairs or len(held) == len(prompts):
         return list(pairs), []
     return [p for p in pairs if p.prompt not in held], validation
 
 
+def scaled_bt_loss(margins: np.ndarray) -> float:
+    """min over s >= 0 of the mean BT loss of s·Δ: the loss at the best single temperature, so scale-free.
+
+    Fine-tuning after a linear probe keeps growing the margins; the plain loss then rises on held-out pairs
+    (over-confidence) while their ranking, what accuracy counts, improves. This measures the ranking alone and
+    is smooth, unlike the accuracy of a few dozen pairs. Convex in s: a bounded scalar search finds it.
+    """
+    margins = np.asarray(margins, dtype=np.float64)
+    if not len(margins) or not np.any(margins):
+        return math.log(2.0)
+    scale = 1.0 / max(float(np.abs(margins).max()), 1e-12)  # search s·max|Δ| in [0, 50]: loss ≥ e^-50 there
+
+    def loss(s: float) -> float:
+        return float(np.mean(np.logaddexp(0.0, -s * scale * margins)))
+
+    best = minimize_scalar(loss, bounds=(0.0, 50.0), method="bounded", options={"xatol": 1e-6})
+    return min(float(best.fun), math.log(2.0))  # s = 0 is always allowed: chance
+
+
 @dataclass
 class EarlyStopping:
-    """Best validation loss so far, the weights that had it, and whether patience has run out."""
+    """Best validation loss so far, the weights that had it, and whether patience has run out.
+
+    ``metric``: "loss" (the BT loss of the margins) or "scaled_loss" (scaled_bt_loss) decides what is best.
+    """
 
     patience: int
+    metric: str = "loss"
     curve: list[dict[str, float]] = field(default_factory=list)
     best_loss: float = math.inf
     best_step: int = 0
@@ -71,8 +98,10 @@ class EarlyStopping:
 
     def record(self, step: int, margins: np.ndarray, model: torch.nn.Module) -> bool:
         """Log one evaluation; keep a CPU copy of the weights if they are the best; True = stop now."""
-        loss = float(np.mean(np.logaddexp(0.0, -margins)))
-        self.curve.append({"step": step, "loss": loss, "accuracy": float(np.mean(margins > 0))})
+        check = {"step": step, "loss": float(np.mean(np.logaddexp(0.0, -margins))),
+                 "scaled_loss": scaled_bt_loss(margins), "accuracy": float(np.mean(margins > 0))}
+        self.curve.append(check)
+        loss = check[self.metric]
         if loss < self.best_loss - MIN_IMPROVEMENT:
             self.best_loss, self.best_step, self.since_best = loss, step, 0
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}

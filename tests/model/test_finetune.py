@@ -23,7 +23,8 @@ from mars_core.store.sqlite import Store
 pytestmark = pytest.mark.slow
 
 CONFIG = RewardModelConfig(kind="finetune", max_length=64, batch_size=8, learning_rate=2e-4, head_init="fresh",
-                          min_steps=6, max_passes=3, validation_fraction=0.0)  # 16 pairs: 2 steps a pass, 3 passes
+                          min_steps=6, max_passes=3, validation_fraction=0.0,  # 16 pairs: 2 steps a pass, 3 passes
+                          min_validation_pairs=8)  # where a test sets a slice, a small one is meant
 HELPFUL = "Boil salted water, add the pasta, stir, and cook it for about ten minutes until tender."
 UNHELPFUL = "No idea. Figure it out yourself, I am not going to help you with that."
 

@@ -12,20 +12,28 @@ import torch
 
 from mars_core.data.loading import load_pairs
 from mars_core.data.pairs import PreferencePair
+from mars_core.model import precision
 from mars_core.model.encoders import PROMPT_TOKENS, TextEncoder, cut_left, joined_text
 from mars_core.model.features import TextFeaturizer
 from mars_core.model.finetune import FinetuneRewardModel
-from mars_core.model.fit_plan import MIN_VALIDATION_PAIRS, plan_passes, split_by_prompt
+from mars_core.model.fit_plan import (
+    MIN_VALIDATION_PAIRS,
+    EarlyStopping,
+    plan_passes,
+    scaled_bt_loss,
+    split_by_prompt,
+)
 from mars_core.model.pooled_head import pooled_logits
 from mars_core.model.reward import LinearRewardModel
 from mars_core.model.reward_config import RewardModelConfig
 from mars_core.model.train import TrainConfig
-from tests.model.test_finetune import tiny_pairs
+from tests.model.test_finetune import CONFIG as FINETUNE_CONFIG
+from tests.model.test_finetune import bt_loss, tiny_pairs
 
 EXCERPT = Path(__file__).resolve().parents[1] / "fixtures" / "data" / "hh_harmless_long_excerpt.jsonl.gz"
 
 LPFT = RewardModelConfig(kind="finetune", max_length=64, batch_size=8, min_steps=4, max_passes=2,
-                         validation_fraction=0.0)
+                         validation_fraction=0.0, min_validation_pairs=MIN_VALIDATION_PAIRS)
 
 
 def test_plan_passes_reaches_min_steps_within_the_cap():
@@ -49,6 +57,9 @@ def test_split_by_prompt_holds_out_whole_prompts_the_same_ones_in_every_fit():
     assert {p.prompt for p in split_by_prompt(pairs[:90], 0.2, seed=1)[1]} <= {p.prompt for p in held}
     assert split_by_prompt(pairs[:2 * MIN_VALIDATION_PAIRS - 1], 0.4, seed=1)[1] == []
     assert split_by_prompt(pairs, 0.0, seed=1) == (pairs, [])
+    # a slice under min_pairs is no slice: the fit trains on every pair, without early stopping
+    assert split_by_prompt(pairs, 0.2, seed=1, min_pairs=len(held)) == (train, held)
+    assert split_by_prompt(pairs, 0.2, seed=1, min_pairs=len(held) + 1) == (pairs, [])
     one_prompt = [dataclasses.replace(p, prompt="same") for p in pairs]
     assert split_by_prompt(one_prompt, 0.2, seed=1) == (one_prompt, [])
 
@@ -88,7 +99,8 @@ def test_before_any_encoder_step_the_finetuned_model_is_the_linear_model(hh_exce
     head is refitted on all 40: the linear model's fit again."""
     train = hh_excerpt[:40]
     model = FinetuneRewardModel(RewardModelConfig(kind="finetune", learning_rate=1e-12, min_steps=1, max_passes=1,
-                                                  validation_fraction=fraction))
+                                                  validation_fraction=fraction,
+                                                  min_validation_pairs=MIN_VALIDATION_PAIRS))
     encoded = model.batcher.encode([p.prompt for p in hh_excerpt], [p.rejected for p in hh_excerpt])
     assert model.config.max_length == 256 and sum(e.response_cut for e in encoded) >= 3
     assert sum(e.truncated and not e.response_cut for e in encoded) >= 5  # prompts cut to their last 96 pieces
@@ -159,3 +171,55 @@ def test_early_stopping_restores_the_weights_of_the_best_validation_check():
     if report.details["stopped_early"]:
         assert report.details["optimizer_steps"] < report.details["planned_steps"]
         assert len(curve) - 1 - curve.index(best) >= cfg.patience
+
+
+@pytest.mark.slow
+def test_cpu_bf16_runs_the_training_steps_in_bfloat16_and_scores_in_float32(monkeypatch):
+    """On a CPU with native bfloat16 (AMX / AVX512-BF16) the training steps' matmuls are bfloat16 and the model
+    still learns; every score (so margins, validation checks, the probe's features) is float32. Off, or on a
+    CPU without it, everything is float32."""
+    if not precision.cpu_has_native_bf16():
+        pytest.skip("this CPU has no native bfloat16 (AMX or AVX512-BF16): the setting is ignored here")
+    cfg = dataclasses.replace(FINETUNE_CONFIG, cpu_bf16=True)
+    model = FinetuneRewardModel(cfg)
+    pairs = tiny_pairs(16)
+    layer = next(m for m in model.model.modules() if isinstance(m, torch.nn.Linear))
+    seen: list[tuple[bool, torch.dtype]] = []
+    hook = layer.register_forward_hook(lambda _m, _a, out: seen.append((torch.is_grad_enabled(), out.dtype)))
+    try:
+        before = bt_loss(model, pairs)
+        report = model.fit(pairs)
+        after = bt_loss(model, pairs)
+    finally:
+        hook.remove()
+    assert report.details["train_dtype"] == "bfloat16"
+    assert {dtype for grad, dtype in seen if grad} == {torch.bfloat16}  # the training steps
+    assert {dtype for grad, dtype in seen if not grad} == {torch.float32}  # scoring, before and after
+    assert after < before - 0.1
+    assert all(p.dtype == torch.float32 for p in model.model.parameters())  # the weights stay float32
+    assert FinetuneRewardModel(dataclasses.replace(cfg, cpu_bf16=False)).train_dtype == torch.float32
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
+    assert FinetuneRewardModel(cfg).train_dtype == torch.float32
+
+
+def test_scaled_loss_is_the_best_temperature_loss_and_early_stopping_can_watch_it():
+    """Fine-tuning after a probe grows the margins: the plain held-out loss can rise while the ranking improves.
+    scaled_loss is the BT loss at the best single temperature, so only the ranking counts."""
+    margins = np.random.default_rng(0).normal(0.2, 1.0, 200)
+    grid = min(np.mean(np.logaddexp(0.0, -s * margins)) for s in np.linspace(0.0, 5.0, 5001))
+    assert scaled_bt_loss(margins) == pytest.approx(grid, abs=1e-6)
+    assert scaled_bt_loss(7.0 * margins) == pytest.approx(scaled_bt_loss(margins), abs=1e-9)
+    assert scaled_bt_loss(-np.abs(margins)) == pytest.approx(np.log(2.0))  # all wrong: s = 0 (chance) is best
+    tuned = 10.0 * (margins + 0.3)  # ranks more pairs right, far too confident
+    assert np.mean(tuned > 0) > np.mean(margins > 0)
+    assert np.mean(np.logaddexp(0.0, -tuned)) > np.mean(np.logaddexp(0.0, -margins))
+    best = {}
+    for metric in ("loss", "scaled_loss"):
+        stopper, layer = EarlyStopping(patience=2, metric=metric), torch.nn.Linear(1, 1)
+        stopper.record(0, margins, layer)
+        stopper.record(8, tuned, layer)
+        best[metric] = stopper.best_step
+        assert {"loss", "scaled_loss", "accuracy"} <= set(stopper.curve[-1])
+    assert best == {"loss": 0, "scaled_loss": 8}
+    with pytest.raises(ValueError, match="validation_metric"):
+        RewardModelConfig(kind="finetune", validation_metric="accuracy")

@@ -33,11 +33,11 @@ from mars_core.augment.paraphraser import (
 )
 from mars_core.model.encoders import (
     ModelNotFoundError,
-    native_bfloat16,
     pick_device,
     resolve_model,
     split_gguf,
 )
+from mars_core.model.precision import native_bfloat16
 
 logger = logging.getLogger(__name__)
 

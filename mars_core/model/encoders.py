@@ -118,22 +118,6 @@ def pick_device(preferred: str | None = None) -> str:
     return "cpu"
 
 
-def native_bfloat16(device: str) -> bool:
-    """Whether this device computes bfloat16 matmuls natively (CUDA that supports it; a CPU with AMX or
-    AVX512-BF16, where oneDNN runs bfloat16 about twice as fast as float32), so bfloat16 weights pay."""
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device != "cpu":
-        return False
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:  # not Linux: no way to tell, so no
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
 def text_key(model: str, text: str) -> str:
     """Cache key for one text under one encoder."""
     return hashlib.sha1(f"{model}\x00{text}".encode()).hexdigest()

@@ -22,6 +22,13 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
+def native_bfloat16(device: str) -> bool:
+    """Whether bfloat16 weights pay on this device: CUDA that supports them, or a CPU with native bf16."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return device == "cpu" and cpu_has_native_bf16()
+
+
 def training_dtype(config: RewardModelConfig, device: torch.device) -> torch.dtype:
     """The dtype of the training steps' matmuls: bfloat16 on a CPU that has it (``cpu_bf16``), else float32.
 

@@ -210,6 +210,12 @@ RETIRED_SETTINGS = {
     "RewardModelConfig": frozenset({"epochs_per_step"}),  # now min_steps / max_passes
 }
 
+# settings added after runs were stored, with the value that reproduces how those runs behaved: a run
+# stored without one keeps fitting as it did (fine-tuning: an 8-pair validation slice, float32 steps)
+ADDED_SETTINGS = {
+    "RewardModelConfig": {"min_validation_pairs": 8, "cpu_bf16": False},
+}
+
 
 def _build(cls: type, data: Any) -> Any:
     """Rebuild a (nested) frozen dataclass from its asdict() form; unknown keys are an error."""
@@ -218,7 +224,7 @@ def _build(cls: type, data: Any) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     retired = RETIRED_SETTINGS.get(cls.__name__, frozenset())
-    data = {k: v for k, v in data.items() if k not in retired}
+    data = ADDED_SETTINGS.get(cls.__name__, {}) | {k: v for k, v in data.items() if k not in retired}
     unknown = set(data) - names
     if unknown:
         raise ValueError(f"unknown {cls.__name__} settings: {', '.join(sorted(unknown))}")
@@ -287,8 +293,9 @@ def settle_flags(config: RunConfig, given: Iterable[str], resolve_auto: bool = T
         cuda = cuda and config.reward.device in (None, "cuda")
         precision = config.reward.precision
         if precision in ("bf16", "fp16") and not cuda:
-            notes.append(f"note: --precision {precision} needs a CUDA GPU and this run has none: it trains in "
-                         "fp32, and the stored config says precision=no")
+            notes.append(f"note: --precision {precision} needs a CUDA GPU and this run has none: the stored config "
+                         "says precision=no (on a CPU with AMX or AVX512-BF16, --cpu-bf16 runs the training "
+                         "steps in bfloat16)")
             precision = "no"
         elif precision == "auto" and resolve_auto:
             precision = ("bf16" if _bf16_supported() else "fp16") if cuda else "no"

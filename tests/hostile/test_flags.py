@@ -72,8 +72,8 @@ def test_mixed_precision_without_a_gpu_is_a_note_and_the_stored_config_says_what
     finetune = dataclasses.replace(base, reward=dataclasses.replace(base.reward, kind="finetune", precision="bf16"))
     settled, notes = settle_flags(finetune, {"--reward-model", "--precision"}, cuda=False)
     assert settled.reward.precision == "no"
-    assert notes == ["note: --precision bf16 needs a CUDA GPU and this run has none: it trains in fp32, and the "
-                     "stored config says precision=no"]
+    assert notes == ["note: --precision bf16 needs a CUDA GPU and this run has none: the stored config says "
+                     "precision=no (on a CPU with AMX or AVX512-BF16, --cpu-bf16 runs the training steps in bfloat16)"]
     auto = dataclasses.replace(finetune, reward=dataclasses.replace(finetune.reward, precision="auto"))
     assert settle_flags(auto, {"--reward-model"}, cuda=False)[0].reward.precision == "no"
     assert settle_flags(auto, {"--reward-model"}, resolve_auto=False, cuda=False)[0].reward.precision == "auto"

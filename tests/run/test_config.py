@@ -68,3 +68,13 @@ def test_a_config_stored_before_an_upgrade_still_opens_but_typos_do_not():
     stored["paraphrase"]["timeout_seconds"] = 300.0  # never a setting: still refused, by name
     with pytest.raises(ValueError, match="timeout_seconds"):
         RunConfig.from_dict(stored)
+
+
+def test_a_run_stored_before_a_setting_existed_keeps_the_behaviour_it_was_stored_with():
+    stored = RunConfig().to_dict()
+    for name in ("min_validation_pairs", "cpu_bf16"):
+        del stored["reward"][name]
+    old = RunConfig.from_dict(stored).reward
+    assert (old.min_validation_pairs, old.cpu_bf16) == (8, False)
+    assert RunConfig.from_dict(RunConfig().to_dict()) == RunConfig()  # a new run's values are its own
+    assert RunConfig().reward.min_validation_pairs != 8 or not RunConfig().reward.cpu_bf16

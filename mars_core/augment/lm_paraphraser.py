@@ -31,12 +31,7 @@ from mars_core.augment.paraphraser import (
     chat_messages,
     settings_digest,
 )
-from mars_core.model.encoders import (
-    ModelNotFoundError,
-    pick_device,
-    resolve_model,
-    split_gguf,
-)
+from mars_core.model.encoders import ModelNotFoundError, pick_device, resolve_model, split_gguf
 from mars_core.model.precision import native_bfloat16
 
 logger = logging.getLogger(__name__)

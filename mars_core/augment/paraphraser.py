@@ -65,7 +65,8 @@ OPENAI_PREFIX = "openai:"
 # in-process engines: auto = CTranslate2 when installed and the model's architecture converts, else transformers
 ENGINES = ("auto", "ct2", "transformers")
 # the transformers engine's weights: auto = bfloat16 where the processor computes it natively, else float32.
-# The default stays float32 until bench/paraphrase_quality.py shows bfloat16 no worse (bench/paraphrase.py: faster)
+# float32 by default: on 32 real HH units bfloat16 kept 21 (float32 23) at the same tokens/s on a Step's path
+# (bench/paraphrase_quality.py --dtype), though bench/paraphrase.py's one-candidate rows ran ~1.3x faster
 DTYPES = ("auto", "float32", "bfloat16")
 API_KEY_ENVS = ("MARS_OPENAI_API_KEY", "OPENAI_API_KEY")
 

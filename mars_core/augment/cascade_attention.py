@@ -51,6 +51,7 @@ class Cascade:
     keys: dict[int, torch.Tensor] = field(default_factory=dict)  # layer -> [B, kv_heads, capacity, head_dim]
     values: dict[int, torch.Tensor] = field(default_factory=dict)
     mask: torch.Tensor | None = None  # [B, 1, q, length + q]: this forward's allowed row keys
+    _blocked: torch.Tensor | None = field(default=None, repr=False)  # the mask per query head, once per forward
 
     @property
     def capacity(self) -> int:
@@ -63,9 +64,17 @@ class Cascade:
         causal = keys[None, :] <= queries[:, None]  # [q, S]
         self.mask = (causal[None] & (keys[None, None, :] >= self.starts[:, None, None]))[:, None]
 
+    def blocked(self, groups: int) -> torch.Tensor:
+        """[B, 1, groups * q, S]: the row keys each query head may not read, built once per forward pass
+        (every layer asks for the same one)."""
+        if self._blocked is None:
+            batch, _, q_len, keys = self.mask.shape
+            self._blocked = ~self.mask.expand(batch, groups, q_len, keys).reshape(batch, 1, groups * q_len, keys)
+        return self._blocked
+
     def advance(self, q_len: int) -> None:
         self.length += q_len
-        self.mask = None
+        self.mask = self._blocked = None
 
     def keep(self, rows: torch.Tensor) -> None:
         """Only these rows go on decoding (finished rows leave; the prefix is untouched)."""
@@ -133,8 +142,7 @@ def cascade_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.T
     rows_q = q.transpose(0, 1).reshape(kv_heads, batch * groups * q_len, dim)
     s_prefix = torch.matmul(rows_q, prefix_k.transpose(1, 2)).view(kv_heads, batch, groups * q_len, -1)
     s_rows = torch.matmul(q, row_k.transpose(-1, -2))  # [B, kv_heads, groups*q, S]
-    allowed = cascade.mask.expand(batch, groups, q_len, end).reshape(batch, 1, groups * q_len, end)
-    s_rows = s_rows.masked_fill(~allowed, float("-inf"))
+    s_rows = s_rows.masked_fill(cascade.blocked(groups), float("-inf"))
     weights = torch.softmax(torch.cat([s_prefix.transpose(0, 1), s_rows], dim=-1) * scale, dim=-1)
     p_len = prefix_k.shape[1]
     w_prefix = weights[..., :p_len].transpose(0, 1).reshape(kv_heads, batch * groups * q_len, p_len)

@@ -213,3 +213,43 @@ def not_winning_lines(stored: dict[str, Comparison], labels: dict[str, str]) -> 
                     lines.append(f"- {label}, {metric.replace('test_', '')} vs {baseline}: {fmt_diff(d)}"
                                  + (" — **MARS is worse**" if worse else ""))
     return lines
+
+
+# ------------------------------------------------------------------------------- carrying an earlier report
+CARRIED = ("*Carried over unchanged from the earlier report: this comparison is not stored in this checkout, so "
+           "its numbers are those of the command shown; `bench/results_report.py run {name}` runs today's.*")
+
+
+def old_section(text: str, heading: str) -> list[str] | None:
+    """The lines under ``## heading`` in a report, up to the next ``## `` heading (None when absent)."""
+    marker = f"## {heading}\n"
+    if marker not in text:
+        return None
+    return text.split(marker, 1)[1].split("\n## ", 1)[0].rstrip("\n").split("\n")
+
+
+def carried_section(text: str, title: str, name: str) -> list[str] | None:
+    """An experiment's section from an earlier report, marked as carried (once), or None if it showed no results.
+
+    Why: stored comparisons live in ``runs/`` (not committed); a report written on another machine must be
+    able to refresh the sections it reran without silently dropping, or re-deriving, the ones it did not.
+    """
+    body = old_section(text, title)
+    if body is None or not any(line.startswith(("| strategy |", "| sweep")) for line in body):
+        return None
+    note = CARRIED.format(name=name)
+    body = [line for line in body if line != note]
+    while body and not body[0].strip():
+        body.pop(0)
+    return [f"## {title}", "", note, "", *body, ""]
+
+
+def carried_lines(text: str, heading: str, labels: set[str]) -> list[str]:
+    """Verdict rows (``| claim | label | …``) or not-winning bullets (``- label, …``) of ``labels`` under a heading."""
+    kept = []
+    for line in old_section(text, heading) or []:
+        cells = line.split(" | ")
+        if (line.startswith("| ") and len(cells) > 1 and cells[1] in labels) or \
+                any(line.startswith(f"- {label}, ") for label in labels):
+            kept.append(line)
+    return kept

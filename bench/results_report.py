@@ -30,6 +30,7 @@ from mars_core.present.results_markdown import (  # noqa: E402
     experiment_section,
     not_winning_lines,
     old_section,
+    shows_results,
 )
 
 RESULTS = ROOT / "runs" / "results"
@@ -112,11 +113,7 @@ def unstored_sections(text: str, stored: dict) -> list[str]:
     """Experiments whose section in ``text`` shows results that are not stored here (a report would lose them)."""
     lost = []
     for exp in EXPERIMENTS:
-        head = f"## {exp.title}\n"
-        if exp.name in stored or head not in text:
-            continue
-        body = text.split(head, 1)[1].split("\n## ", 1)[0]
-        if "| strategy |" in body or "| sweep" in body:
+        if exp.name not in stored and shows_results(old_section(text, exp.title)):
             lost.append(exp.name)
     return lost
 

@@ -228,6 +228,11 @@ def old_section(text: str, heading: str) -> list[str] | None:
     return text.split(marker, 1)[1].split("\n## ", 1)[0].rstrip("\n").split("\n")
 
 
+def shows_results(body: list[str] | None) -> bool:
+    """Whether a report section holds a comparison's table (not the *Not run* placeholder)."""
+    return any(line.startswith("| strategy |") for line in body or [])
+
+
 def carried_section(text: str, title: str, name: str) -> list[str] | None:
     """An experiment's section from an earlier report, marked as carried (once), or None if it showed no results.
 
@@ -235,7 +240,7 @@ def carried_section(text: str, title: str, name: str) -> list[str] | None:
     able to refresh the sections it reran without silently dropping, or re-deriving, the ones it did not.
     """
     body = old_section(text, title)
-    if body is None or not any(line.startswith(("| strategy |", "| sweep")) for line in body):
+    if not shows_results(body):
         return None
     note = CARRIED.format(name=name)
     body = [line for line in body if line != note]

@@ -7,11 +7,13 @@ Rows (each on the same texts, n = 1, cache off, best of --repeats passes):
                         left-padded, its own sampler: what the paraphraser did before issue 11, on today's prompt
   ours                  LMParaphraser: finished rows leave the batch, shared prompt prefix computed and stored
                         once (cascade attention), per-row seeded top-k/top-p sampler, default dtype
-  ours, float32         the same in float32, where the default resolves to bfloat16
+  ours, float32         the same in float32, where the default resolves to another precision
+  ours, int8            the same with int8 layers (--paraphrase-dtype int8), where the default is not int8
+  ours, int8, batch 32 / ours, int8, 1 thread: one knob changed at a time
   ours, no shared prefix / ours, batch 16|32|64 / ours, 1 thread: one knob changed at a time
   ct2                   CT2Paraphraser (int8, static prompt prefix, batch 16), same texts, n = 1
   ct2, batch 32 / ct2, batch 48 / ct2, 1 thread: one knob changed at a time
---engines picks which engines run (default both); --only picks rows by name. The machine is shared, so rows are noisy: compare
+--engines picks which engines run (default both, each in its own process); --only picks rows by name. The machine is shared, so rows are noisy: compare
 within one run. The real texts come from ../shared/data (or $MARS_HH_DATA).
 """
 
@@ -22,6 +24,7 @@ import dataclasses
 import json
 import os
 import random
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from mars_core.augment.cascade_attention import PrefixKV  # noqa: E402
-from mars_core.augment.lm_paraphraser import LMParaphraser, weights_dtype  # noqa: E402
+from mars_core.augment.int8_linear import int8_matmul_works  # noqa: E402
+from mars_core.augment.lm_paraphraser import LMParaphraser  # noqa: E402
 from mars_core.augment.paraphraser import ParaphraseConfig  # noqa: E402
 from mars_core.data.schemas import split_hh_dialogue  # noqa: E402
 
@@ -144,7 +148,7 @@ def ours(para: LMParaphraser, texts: list[str], **changes) -> dict:
     previous, prefix = para.config, para._shared_prefix
     para.config = dataclasses.replace(previous, **{k: v for k, v in changes.items() if k != "shared_prefix"})
     if changes.get("shared_prefix") is False:
-        para._shared_prefix = lambda prompts: PrefixKV(())
+        para._shared_prefix = lambda prompts, anchor=None: PrefixKV(())
     try:
         got = para.paraphrase(texts, 1, seed=0)
     finally:
@@ -174,6 +178,27 @@ def with_threads(threads: int, run):
         torch.set_num_threads(previous)
 
 
+def each_engine_alone(args: argparse.Namespace, engines: list[str]) -> None:
+    """One process per engine, then one report. In one process, CTranslate2's OpenMP threads and torch's
+    compete for the 2 cores: loading ct2 beside torch made torch's rows 2x slower (118 against 54 tokens/s
+    on the demo-like texts)."""
+    final = Path(args.json)
+    same = ["--real", str(args.real), *(["--repeats", str(args.repeats)] if args.repeats else []),
+            *(["--quick"] if args.quick else []), *(["--only", args.only] if args.only else [])]
+    reports = []
+    for engine in engines:
+        part = final.with_name(f"{final.stem}.{engine}.json")
+        subprocess.run([sys.executable, __file__, *same, "--engines", engine, "--json", str(part)], check=True)
+        reports.append(json.loads(part.read_text()))
+        part.unlink()
+    merged = {**reports[0], "command": " ".join(sys.argv), "names": [n for r in reports for n in r["names"]],
+              "load_seconds": {k: v for r in reports for k, v in r["load_seconds"].items()},
+              "rows": [row for r in reports for row in r["rows"]]}
+    final.parent.mkdir(parents=True, exist_ok=True)
+    final.write_text(json.dumps(merged, indent=2))
+    print(f"wrote {final} (one process per engine)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="16 texts per set, main rows only")
@@ -187,16 +212,21 @@ def main() -> None:
     only = set(args.only.split(";")) if args.only else None
     repeats = args.repeats or (1 if args.quick else 2)
     engines = args.engines.split(",")
+    if len(engines) > 1:
+        return each_engine_alone(args, engines)
     load_s: dict[str, float] = {}
-    para = fast = para32 = None
+    para = fast = para32 = para8 = None
     if "transformers" in engines:
         started = time.perf_counter()
         para = LMParaphraser(ParaphraseConfig(engine="transformers"))
         load_s["transformers"] = time.perf_counter() - started
         ours(para, TEXTS[:2], min_new_tokens=1, max_new_tokens=4)  # warm-up
-        if weights_dtype(para.config) != torch.float32:  # the default runs in bfloat16 here: float32 beside it
+        if para.precision != "float32":  # the default runs in another precision here: float32 beside it
             para32 = LMParaphraser(ParaphraseConfig(engine="transformers", dtype="float32"))
             ours(para32, TEXTS[:2], min_new_tokens=1, max_new_tokens=4)
+        if para.precision != "int8" and int8_matmul_works():
+            para8 = LMParaphraser(ParaphraseConfig(engine="transformers", dtype="int8"))
+            ours(para8, TEXTS[:2], min_new_tokens=1, max_new_tokens=4)
     if "ct2" in engines:
         from mars_core.augment.ct2_paraphraser import CT2Paraphraser
 
@@ -216,6 +246,11 @@ def main() -> None:
             cases += [("generate()", lambda t=texts: hf_generate(para, t)), ("ours", lambda t=texts: ours(para, t))]
             if para32 is not None:
                 cases += [("ours, float32", lambda t=texts: ours(para32, t))]
+            if para8 is not None:
+                cases += [("ours, int8", lambda t=texts: ours(para8, t))]
+                if not args.quick:
+                    cases += [("ours, int8, batch 32", lambda t=texts: ours(para8, t, batch_size=32)),
+                              ("ours, int8, 1 thread", lambda t=texts: with_threads(1, lambda: ours(para8, t)))]
             if not args.quick:
                 cases += [("ours, no shared prefix", lambda t=texts: ours(para, t, shared_prefix=False)),
                           ("ours, batch 16", lambda t=texts: ours(para, t, batch_size=16)),
@@ -237,7 +272,7 @@ def main() -> None:
                          "passes": passes, "load_average": os.getloadavg()[0]})
             print(f"{set_name:10s} {name:26s} {best['tok_s']:7.1f} tok/s {best['texts_s']:6.2f} texts/s "
                   f"{best['tokens']:6d} tokens {best['seconds']:6.1f} s  load {os.getloadavg()[0]:.1f}", flush=True)
-    report = {"model": ParaphraseConfig().model, "names": [p.name for p in (para, para32, fast) if p is not None],
+    report = {"model": ParaphraseConfig().model, "names": [p.name for p in (para, para32, para8, fast) if p is not None],
               "load_seconds": load_s, "command": " ".join(sys.argv),
               "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "rows": rows}
     path = Path(args.json)

@@ -40,7 +40,7 @@ import numpy as np  # noqa: E402
 
 from mars_core.augment.ct2_paraphraser import load_local  # noqa: E402
 from mars_core.augment.filters import FilterConfig, ParaphraseRequest, filter_candidates, refusal_polarity  # noqa: E402
-from mars_core.augment.paraphraser import PLAIN_TEMPLATE, ParaphraseConfig, RowParaphraser  # noqa: E402
+from mars_core.augment.paraphraser import DTYPES, PLAIN_TEMPLATE, ParaphraseConfig, RowParaphraser  # noqa: E402
 from mars_core.augment.selection import select_paraphrases  # noqa: E402
 from mars_core.data.schemas import split_hh_dialogue  # noqa: E402
 from mars_core.data.text_suite import gold_reward, text_suite  # noqa: E402
@@ -190,8 +190,8 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="paraphrase model (default: ParaphraseConfig's)")
     parser.add_argument("--engine", default="transformers", choices=("auto", "ct2", "transformers"),
                         help="in-process engine (transformers: the numbers before issue 16)")
-    parser.add_argument("--dtype", default="float32", choices=("auto", "float32", "bfloat16"),
-                        help="the transformers engine's weights (ParaphraseConfig.dtype)")
+    parser.add_argument("--dtype", default=None, choices=DTYPES,
+                        help="the transformers engine's precision (default: ParaphraseConfig's, auto)")
     parser.add_argument("--candidates", type=int, default=None, help="candidates_per_unit (default: the config's)")
     parser.add_argument("--cap", type=int, default=None, help="generations_per_unit (default: the config's)")
     parser.add_argument("--tag", default="", help="suffix of the JSON file name")
@@ -203,7 +203,8 @@ def main() -> None:
     vectors: dict[str, np.ndarray] = dict(np.load(cache_path)) if cache_path.exists() else {}
     known = len(vectors)
     encoder = TextEncoder().for_run((lambda keys: {k: vectors[k] for k in keys if k in vectors}, vectors.update))
-    config = ParaphraseConfig(engine=args.engine, dtype=args.dtype, **({"model": args.model} if args.model else {}),
+    config = ParaphraseConfig(engine=args.engine, **({"dtype": args.dtype} if args.dtype else {}),
+                              **({"model": args.model} if args.model else {}),
                               **({"candidates_per_unit": args.candidates} if args.candidates else {}),
                               **({"generations_per_unit": args.cap} if args.cap else {}),
                               **({"prompt_template": PLAIN_TEMPLATE, "instruction": OLD_INSTRUCTION}
@@ -221,7 +222,7 @@ def main() -> None:
     runner = run_before if args.setting == "before" else run_after
     run = runner(paraphraser, requests, encoder, args.seed)
     row = summarise(run, requests, demo, judge)
-    row.update(data=args.data, setting=args.setting, prompt=args.prompt, model=config.model, engine=args.engine, dtype=args.dtype,
+    row.update(data=args.data, setting=args.setting, prompt=args.prompt, model=config.model, engine=args.engine, dtype=config.dtype,
                candidates_per_unit=config.candidates_per_unit, generations_per_unit=config.generations_per_unit, paraphraser=paraphraser.name,
                load_seconds=load_s, mean_source_words=float(np.mean([len(r.text.split()) for r in requests])),
                cpu_count=os.cpu_count(), load_average=os.getloadavg()[0], command=" ".join(sys.argv))

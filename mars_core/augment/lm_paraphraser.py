@@ -6,8 +6,8 @@ ends, so on real text with its long tail most steps computed finished rows; it c
 that finished when a batch is stopped; and its sampler draws from one random stream for the whole
 batch, so a row's text depended on its batch-mates. Here finished rows leave at once and waiting
 rows take their places (continuous batching), a pass stopped by its time limit keeps every row it
-finished, each row samples from its own seeded stream (row k of a text is the same whichever batch
-computes it), and the prompt prefix that all rows share (system prompt and few-shot examples) is
+finished, each row samples from its own seeded stream (in float32, row k of a text is the same
+whichever batch computes it; with int8 layers, see int8_linear.py), and the prompt prefix that all rows share (system prompt and few-shot examples) is
 computed once and stored once: attention reads it beside each row's own keys (cascade_attention.py)
 instead of every row carrying, and every step copying, its own copy of it.
 """
@@ -23,6 +23,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mars_core.augment.cascade_attention import Cascade, PrefixKV, install
 from mars_core.augment.extraction import trim_unfinished
+from mars_core.augment.int8_linear import int8_matmul_works, quantize_linears
 from mars_core.augment.paraphraser import (
     ParaphraseCache,
     ParaphraseConfig,
@@ -40,18 +41,30 @@ logger = logging.getLogger(__name__)
 def lm_name(config: ParaphraseConfig) -> str:
     """The paraphraser's name (cache keys, provenance) from its config alone: no model needed.
 
-    bfloat16 weights give other rows than float32, so they name another paraphraser (float32 keeps
-    the name it always had, and with it the rows already cached)."""
+    bfloat16 or int8 weights give other rows than float32, so they name another paraphraser (float32
+    keeps the name it always had, and with it the rows already cached)."""
     settings = config.output_settings() | {"instruction": config.instruction}
-    precision = "|bf16" if weights_dtype(config) == torch.bfloat16 else ""
-    return f"lm:{config.model}|t={config.temperature}|p={config.top_p}{precision}|{settings_digest(settings)}"
+    tag = {"float32": "", "bfloat16": "|bf16", "int8": "|int8"}[precision(config)]
+    return f"lm:{config.model}|t={config.temperature}|p={config.top_p}{tag}|{settings_digest(settings)}"
+
+
+def precision(config: ParaphraseConfig) -> str:
+    """``config.dtype`` with auto resolved for the device the model will run on: bfloat16 on a GPU that
+    computes it, int8 on a CPU whose torch multiplies int8 (int8_linear.py), float32 elsewhere.
+
+    Why int8 on CPUs (bench/paraphrase_quality.py, 96 real HH units and 100 demo units): 1.6-1.9x faster
+    than float32 on a Step's path, with the same yield and flip rates (docs/results.md, round 6)."""
+    if config.dtype != "auto":
+        return config.dtype
+    device = pick_device(config.device)
+    if device.startswith("cuda") and native_bfloat16(device):
+        return "bfloat16"
+    return "int8" if device == "cpu" and int8_matmul_works() else "float32"
 
 
 def weights_dtype(config: ParaphraseConfig) -> torch.dtype:
-    """The dtype the model runs in: ``config.dtype``, with auto resolved for the device it will run on."""
-    if config.dtype == "auto":
-        return torch.bfloat16 if native_bfloat16(pick_device(config.device)) else torch.float32
-    return getattr(torch, config.dtype)
+    """The dtype of the model's weights before any int8 layers replace its linear ones."""
+    return torch.bfloat16 if precision(config) == "bfloat16" else torch.float32
 
 
 class LMParaphraser(RowParaphraser):
@@ -63,7 +76,13 @@ class LMParaphraser(RowParaphraser):
         self.device = pick_device(self.config.device)
         if self.config.num_threads is not None:
             torch.set_num_threads(self.config.num_threads)
+        self.precision = precision(self.config)
+        if self.precision == "int8" and self.device != "cpu":
+            raise ValueError(f"int8 paraphrase weights are a CPU path; on {self.device} use "
+                             "--paraphrase-dtype bfloat16 (or auto)")
         self.tokenizer, self.model = _load(self.config.model, self.device, weights_dtype(self.config))
+        if self.precision == "int8":
+            quantize_linears(self.model)
         self.name = lm_name(self.config)
         eos = {self.tokenizer.eos_token_id, *_as_list(self.model.generation_config.eos_token_id)}
         self._eos_ids = sorted(i for i in eos if i is not None)
@@ -89,26 +108,33 @@ class LMParaphraser(RowParaphraser):
         source_tokens = {r.text: len(self.tokenizer(r.text, add_special_tokens=False)["input_ids"]) for r in rows}
         ordered = sorted(rows, key=lambda r: len(ids[r.key]))
         self._decode([ids[r.key] for r in ordered], [self.config.new_token_budget(source_tokens[r.text]) for r in ordered],
-                     [_row_seed(seed, r.key) for r in ordered], ordered)
+                     [_row_seed(seed, r.key) for r in ordered], ordered, anchor=self._template_tokens(instruction))
+
+    def _template_tokens(self, instruction: str) -> list[int]:
+        """The prompt's tokens before the text: the same whatever the batch holds.
+
+        The shared prefix is cut there, not at whatever the batch's prompts happen to share, because
+        where a row's prompt is split between the prefix pass and its own prefill shapes its numbers:
+        by ~1e-5 in float32, and through int8 activation rounding by whole logits (a row alone,
+        whose "shared" prefix ran into its own text, differed from the same row in a batch by 2.1)."""
+        return _common_prefix(self.prompt_ids("A", instruction), self.prompt_ids("Z", instruction))
 
     def _after_step(self) -> None:
         """Called after every decoding step (a seam for tests that slow the model down on purpose)."""
 
-    def _shared_prefix(self, prompts: list[list[int]]) -> PrefixKV:
-        """Keys and values of the token prefix every prompt shares, computed once per run (``for_run``)."""
-        common = prompts[0]
-        for p in prompts[1:]:
-            n = 0
-            while n < min(len(common), len(p)) and common[n] == p[n]:
-                n += 1
-            common = common[:n]
+    def _shared_prefix(self, prompts: list[list[int]], anchor: list[int] | None = None) -> PrefixKV:
+        """Keys and values of the token prefix every prompt shares, at most ``anchor`` (the template's
+        part, ``_template_tokens``), computed once per run (``for_run``) and per prefix."""
+        common = prompts[0] if anchor is None else anchor
+        for p in prompts:
+            common = _common_prefix(common, p)
         common = common[: max(0, min(len(p) for p in prompts) - 1)]  # every row keeps >= 1 token of its own
         if len(common) < 16:
             return PrefixKV(())
         key = tuple(common)
         stored = self._prefix
-        if stored is not None and key[: len(stored.tokens)] == stored.tokens:
-            return stored  # the stored prefix is this batch's or a prefix of it: reuse it
+        if stored is not None and stored.tokens == key:
+            return stored  # only the very same prefix: a shorter one would split the prompts elsewhere
         prefix = PrefixKV(key)
         with torch.inference_mode():
             self.model(input_ids=torch.tensor([list(key)], device=self.device), use_cache=False, logits_to_keep=1,
@@ -137,14 +163,15 @@ class LMParaphraser(RowParaphraser):
         cascade = Cascade(prefix, starts=starts.to(self.device), ends=(width + torch.tensor(budgets)).to(self.device))
         return cascade, self._forward(cascade, ids, positions), positions[:, -1] + 1
 
-    def _decode(self, prompts: list[list[int]], budgets: list[int], seeds: list[int], rows: list[Row]) -> None:
+    def _decode(self, prompts: list[list[int]], budgets: list[int], seeds: list[int], rows: list[Row],
+                anchor: list[int] | None = None) -> None:
         """Continuous batching: up to ``batch_size`` rows decode together, and when rows finish, waiting
         rows take their places (prefilled together, then joined), so long rows no longer decode alone
         at the end of every batch. An error costs only the rows in flight; a time limit that grows
         with the token budgets of the rows admitted stops the rows in flight and keeps every finished row.
         """
         cfg = self.config
-        prefix = self._shared_prefix(prompts)
+        prefix = self._shared_prefix(prompts, anchor)
         waiting = list(range(len(prompts)))[::-1]  # pop() takes the next row
         gens = {i: torch.Generator().manual_seed(s) for i, s in enumerate(seeds)}
         outputs: dict[int, list[int]] = {i: [] for i in range(len(prompts))}
@@ -229,6 +256,13 @@ def sample_tokens(logits: torch.Tensor, generators: list[torch.Generator], tempe
     u = torch.cat([torch.rand(1, generator=g) for g in generators]).to(cdf.device) * cdf[:, -1]
     choice = torch.searchsorted(cdf, u[:, None]).clamp(max=k - 1)
     return index.gather(1, choice).squeeze(1).cpu()
+
+
+def _common_prefix(a: list[int], b: list[int]) -> list[int]:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return list(a[:n])
 
 
 def _row_seed(seed: int, key: str) -> int:

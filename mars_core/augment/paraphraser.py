@@ -64,10 +64,11 @@ _ROLES = ("system", "user", "assistant")
 OPENAI_PREFIX = "openai:"
 # in-process engines: auto = CTranslate2 when installed and the model's architecture converts, else transformers
 ENGINES = ("auto", "ct2", "transformers")
-# the transformers engine's weights: auto = bfloat16 where the processor computes it natively, else float32.
-# float32 by default: on 32 real HH units bfloat16 kept 21 (float32 23) at the same tokens/s on a Step's path
-# (bench/paraphrase_quality.py --dtype), though bench/paraphrase.py's one-candidate rows ran ~1.3x faster
-DTYPES = ("auto", "float32", "bfloat16")
+# the transformers engine's precision (lm_paraphraser.precision): auto = int8 on a CPU (int8 layers, int8_linear.py),
+# bfloat16 on a GPU that computes it, else float32. bench/paraphrase_quality.py --dtype, one run each: on 96 real HH
+# units int8 kept 74 against float32's 71, on 100 demo units 83 against 84, with the same side and polarity flip
+# rates, in 0.63 and 0.53 of float32's time; bfloat16 kept 21 of 32 against float32's 23 and was slower than int8
+DTYPES = ("auto", "float32", "bfloat16", "int8")
 API_KEY_ENVS = ("MARS_OPENAI_API_KEY", "OPENAI_API_KEY")
 
 
@@ -90,9 +91,10 @@ class ParaphraseConfig:
                 "in the virtualenv), transformers, or auto (ct2 when installed and the model converts); "
                 "ignored for openai:",
         "flag": "--paraphrase-engine", "choices": ENGINES, "form": True})
-    dtype: str = field(default="float32", metadata={
-        "help": "weights' precision in the transformers engine: auto (bfloat16 on CUDA and on CPUs with AMX or "
-                "AVX512-BF16, float32 elsewhere), float32 or bfloat16; part of the paraphraser's name",
+    dtype: str = field(default="auto", metadata={
+        "help": "precision of the transformers engine: auto (int8 on a CPU, bfloat16 on a CUDA GPU, float32 "
+                "elsewhere), float32, bfloat16, or int8 (CPU only: int8 weights and per-token int8 activations, "
+                "exact int32 sums); part of the paraphraser's name",
         "flag": "--paraphrase-dtype", "choices": DTYPES})
     candidates_per_unit: int = field(default=2, metadata={
         "help": "candidates generated per budget unit in the first round; the best that passes the filters is kept",

@@ -211,9 +211,11 @@ RETIRED_SETTINGS = {
 }
 
 # settings added after runs were stored, with the value that reproduces how those runs behaved: a run
-# stored without one keeps fitting as it did (fine-tuning: an 8-pair validation slice, float32 steps)
+# stored without one keeps fitting as it did (fine-tuning: an 8-pair validation slice, float32 steps) and
+# paraphrasing as it did (float32 weights: the default precision is now auto, int8 on a CPU)
 ADDED_SETTINGS = {
     "RewardModelConfig": {"min_validation_pairs": 8, "cpu_bf16": False},
+    "ParaphraseConfig": {"dtype": "float32"},
 }
 
 

@@ -74,7 +74,9 @@ def test_a_run_stored_before_a_setting_existed_keeps_the_behaviour_it_was_stored
     stored = RunConfig().to_dict()
     for name in ("min_validation_pairs", "cpu_bf16"):
         del stored["reward"][name]
-    old = RunConfig.from_dict(stored).reward
-    assert (old.min_validation_pairs, old.cpu_bf16) == (8, False)
+    del stored["paraphrase"]["dtype"]
+    old = RunConfig.from_dict(stored)
+    assert (old.reward.min_validation_pairs, old.reward.cpu_bf16) == (8, False)
+    assert old.paraphrase.dtype == "float32" != RunConfig().paraphrase.dtype  # its rows keep their name
     assert RunConfig.from_dict(RunConfig().to_dict()) == RunConfig()  # a new run's values are its own
     assert RunConfig().reward.min_validation_pairs != 8 or not RunConfig().reward.cpu_bf16

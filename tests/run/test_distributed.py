@@ -20,7 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 RUN = ["run", "--data", "demo:text", "--pairs", "48", "--reward-model", "finetune", "--epochs", "1", "--budget", "4",
        "--folds", "0", "--max-length", "64", "--batch-size", "8", "--min-steps", "4", "--max-passes", "2",
        "--validation-fraction", "0.25", "--min-validation-pairs", "8", "--seed", "0",
-       "--no-cpu-bf16"]  # float32: the 1e-3 tolerances below are for float reduction order, not bfloat16
+       "--no-cpu-bf16",  # float32: the 1e-3 tolerances below are for float reduction order, not bfloat16
+       # float32 paraphrases: torchrun gives each rank one thread, and int8 rounding (the CPU default) turns the
+       # other thread count's last-bit differences into other paraphrases, so other synthetic pairs
+       "--paraphrase-dtype", "float32"]
 
 
 def free_port() -> int:

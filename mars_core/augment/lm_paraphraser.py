@@ -7,9 +7,10 @@ that finished when a batch is stopped; and its sampler draws from one random str
 batch, so a row's text depended on its batch-mates. Here finished rows leave at once and waiting
 rows take their places (continuous batching), a pass stopped by its time limit keeps every row it
 finished, each row samples from its own seeded stream (in float32, row k of a text is the same
-whichever batch computes it; with int8 layers, see int8_linear.py), and the prompt prefix that all rows share (system prompt and few-shot examples) is
-computed once and stored once: attention reads it beside each row's own keys (cascade_attention.py)
-instead of every row carrying, and every step copying, its own copy of it.
+whichever batch computes it; with int8 layers, see int8_linear.py), and the prompt prefix that all
+rows share (system prompt and few-shot examples) is computed once and stored once: attention reads
+it beside each row's own keys (cascade_attention.py) instead of every row carrying, and every step
+copying, its own copy of it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Int8 linear layers: close to the float layer, and a row's result never depends on its batch-mates."""
+"""Int8 linear layers: close to the float layer, and a layer's result for a row never depends on the rows beside it."""
 
 from __future__ import annotations
 

@@ -53,7 +53,6 @@ from mars_core.augment.paraphraser import (
     ParaphraseConfig,
     Row,
     RowParaphraser,
-    chat_messages,
     settings_digest,
 )
 from mars_core.model.encoders import DEFAULT_PARAPHRASER
@@ -156,22 +155,10 @@ class CT2Paraphraser(RowParaphraser):
         self._sample([["Hi"]], [1])  # starts (and so seeds) the worker thread's stream now, deterministically
 
     # -- prompts -------------------------------------------------------------------------------
-    def prompt_ids(self, text: str, instruction: str) -> list[int]:
-        messages = chat_messages(self.config.prompt_template, instruction, text)
-        if self.tokenizer.chat_template is None:  # a base model: plain text prompt
-            prompt = "\n\n".join(m["content"] for m in messages) + "\n\n"
-        else:
-            prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-
     def static_prompt(self, instruction: str) -> list[str]:
         """The tokens every prompt of this instruction starts with, whatever the text (cached by CTranslate2)."""
         if instruction not in self._static:
-            a, b = self.prompt_ids("A", instruction), self.prompt_ids("Zebra 42?", instruction)
-            n = 0
-            while n < min(len(a), len(b)) and a[n] == b[n]:
-                n += 1
-            self._static[instruction] = self.tokenizer.convert_ids_to_tokens(a[: max(0, n - 1)])
+            self._static[instruction] = self.tokenizer.convert_ids_to_tokens(self.template_prefix(instruction))
         return self._static[instruction]
 
     # -- generation ----------------------------------------------------------------------------

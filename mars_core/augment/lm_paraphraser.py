@@ -30,7 +30,7 @@ from mars_core.augment.paraphraser import (
     ParaphraseConfig,
     Row,
     RowParaphraser,
-    chat_messages,
+    common_prefix,
     settings_digest,
 )
 from mars_core.model.encoders import ModelNotFoundError, pick_device, resolve_model, split_gguf
@@ -93,15 +93,6 @@ class LMParaphraser(RowParaphraser):
     def _start_run(self) -> None:
         self._prefix = None  # a run's prefix cache is its own (whether a prefix is reused shapes its numerics)
 
-    # -- prompts -------------------------------------------------------------------------------
-    def prompt_ids(self, text: str, instruction: str) -> list[int]:
-        messages = chat_messages(self.config.prompt_template, instruction, text)
-        if self.tokenizer.chat_template is None:  # a base model: plain text prompt
-            prompt = "\n\n".join(m["content"] for m in messages) + "\n\n"
-        else:
-            prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
-
     # -- generation ----------------------------------------------------------------------------
     def _generate_rows(self, rows: list[Row], instruction: str, seed: int) -> None:
         """All rows through one continuously batched decode, shortest prompts first."""
@@ -109,26 +100,22 @@ class LMParaphraser(RowParaphraser):
         source_tokens = {r.text: len(self.tokenizer(r.text, add_special_tokens=False)["input_ids"]) for r in rows}
         ordered = sorted(rows, key=lambda r: len(ids[r.key]))
         self._decode([ids[r.key] for r in ordered], [self.config.new_token_budget(source_tokens[r.text]) for r in ordered],
-                     [_row_seed(seed, r.key) for r in ordered], ordered, anchor=self._template_tokens(instruction))
-
-    def _template_tokens(self, instruction: str) -> list[int]:
-        """The prompt's tokens before the text: the same whatever the batch holds.
-
-        The shared prefix is cut there, not at whatever the batch's prompts happen to share, because
-        where a row's prompt is split between the prefix pass and its own prefill shapes its numbers:
-        by ~1e-5 in float32, and through int8 activation rounding by whole logits (a row alone,
-        whose "shared" prefix ran into its own text, differed from the same row in a batch by 2.1)."""
-        return _common_prefix(self.prompt_ids("A", instruction), self.prompt_ids("Z", instruction))
+                     [_row_seed(seed, r.key) for r in ordered], ordered, anchor=self.template_prefix(instruction))
 
     def _after_step(self) -> None:
         """Called after every decoding step (a seam for tests that slow the model down on purpose)."""
 
     def _shared_prefix(self, prompts: list[list[int]], anchor: list[int] | None = None) -> PrefixKV:
         """Keys and values of the token prefix every prompt shares, at most ``anchor`` (the template's
-        part, ``_template_tokens``), computed once per run (``for_run``) and per prefix."""
+        part, ``template_prefix``), computed once per run (``for_run``) and per prefix.
+
+        Cut at the template, not at whatever a batch's prompts happen to share, because where a row's
+        prompt is split between the prefix pass and its own prefill shapes its numbers: by ~1e-5 in
+        float32, and through int8 activation rounding by whole logits (a row alone, whose "shared"
+        prefix ran into its own text, differed from the same row in a batch by 2.1)."""
         common = prompts[0] if anchor is None else anchor
         for p in prompts:
-            common = _common_prefix(common, p)
+            common = common_prefix(common, p)
         common = common[: max(0, min(len(p) for p in prompts) - 1)]  # every row keeps >= 1 token of its own
         if len(common) < 16:
             return PrefixKV(())
@@ -257,13 +244,6 @@ def sample_tokens(logits: torch.Tensor, generators: list[torch.Generator], tempe
     u = torch.cat([torch.rand(1, generator=g) for g in generators]).to(cdf.device) * cdf[:, -1]
     choice = torch.searchsorted(cdf, u[:, None]).clamp(max=k - 1)
     return index.gather(1, choice).squeeze(1).cpu()
-
-
-def _common_prefix(a: list[int], b: list[int]) -> list[int]:
-    n = 0
-    while n < min(len(a), len(b)) and a[n] == b[n]:
-        n += 1
-    return list(a[:n])
 
 
 def _row_seed(seed: int, key: str) -> int:

@@ -257,6 +257,13 @@ def check_template(template: tuple[tuple[str, str], ...]) -> None:
         raise ValueError("prompt_template must end with a user message")
 
 
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> list[int]:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return list(a[:n])
+
+
 def chat_messages(template: tuple[tuple[str, str], ...], instruction: str, text: str) -> list[dict[str, str]]:
     return [{"role": role, "content": content.format(instruction=instruction, text=text)} for role, content in template]
 
@@ -298,6 +305,25 @@ class RowParaphraser:
         self.instruction = instruction
         self.cache = cache
         self._generating = threading.Lock()  # shared by every view of this model
+        self._template_prefixes: dict[str, list[int]] = {}  # instruction -> template_prefix
+
+    def prompt_ids(self, text: str, instruction: str) -> list[int]:
+        """A local model's prompt tokens (subclasses with a ``tokenizer``): the chat template, or plain text
+        for a base model."""
+        messages = chat_messages(self.config.prompt_template, instruction, text)
+        if self.tokenizer.chat_template is None:  # a base model: plain text prompt
+            prompt = "\n\n".join(m["content"] for m in messages) + "\n\n"
+        else:
+            prompt = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+
+    def template_prefix(self, instruction: str) -> list[int]:
+        """The prompt tokens every text's prompt starts with under this instruction, whatever the text:
+        the common tokens of two unlike texts' prompts, less the last (a text may merge with it)."""
+        if instruction not in self._template_prefixes:
+            common = common_prefix(self.prompt_ids("A", instruction), self.prompt_ids("Zebra 42?", instruction))
+            self._template_prefixes[instruction] = common[: max(0, len(common) - 1)]
+        return self._template_prefixes[instruction]
 
     def for_run(self, cache: ParaphraseCache | None) -> RowParaphraser:
         """A view with this loaded model and one run's own state: its cache, fresh per-run caches
@@ -415,5 +441,6 @@ __all__ = [
     "RowParaphraser",
     "chat_messages",
     "check_template",
+    "common_prefix",
     "row_key",
 ]

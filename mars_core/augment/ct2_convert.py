@@ -4,32 +4,27 @@
 
 Done once: ``make setup`` runs it, and the CTranslate2 paraphraser runs it on first use when the
 cache is missing. The converted model lives in a cache folder inside the virtualenv
-(``<venv>/mars-cache/ct2/``, or ``$MARS_CT2_CACHE``): it is derived data, rebuilt by the same
-code, never committed. Its name carries a digest of the source file (path, size, mtime), the
+(``<venv>/mars-cache/ct2/``, or ``$MARS_CT2_CACHE``; model_cache.py): it is derived data, rebuilt by
+the same code, never committed. Its name carries a digest of the source file (path, size, mtime), the
 quantisation and the CTranslate2 version, so a changed model or engine converts anew.
 
-Why via transformers: CTranslate2 cannot read GGUF. transformers dequantises the GGUF weights to
-float32 (``gguf_file=``), we save that as an ordinary checkpoint in a temporary folder, and
-CTranslate2's ``TransformersConverter`` quantises it (int8 by default). The tokenizer and the
-end-of-sequence ids are written beside the converted model, so loading it needs no GGUF parsing.
+Why via transformers: CTranslate2 cannot read GGUF. A GGUF model's dequantised float32 copy
+(model_cache.py, made first if missing) is what CTranslate2's ``TransformersConverter`` quantises
+(int8 by default). The tokenizer and the end-of-sequence ids are written beside the converted model,
+so loading it needs no GGUF parsing either.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
-import hashlib
 import json
 import logging
 import os
-import shutil
-import sys
-import tempfile
 import time
 from pathlib import Path
 
-from mars_core.model.encoders import ModelNotFoundError, resolve_model, split_gguf
+from mars_core.augment.model_cache import build_once, cached_dir, ensure_plain
+from mars_core.model.encoders import ModelNotFoundError, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +34,6 @@ META = "mars_ct2.json"
 
 class ConversionError(ValueError):
     """CTranslate2 cannot convert this model; the message says so and names the fallback."""
-
-
-def cache_root() -> Path:
-    """Where converted models live: $MARS_CT2_CACHE, else ``mars-cache/ct2`` inside the running virtualenv."""
-    env = os.environ.get("MARS_CT2_CACHE")
-    return Path(env).expanduser() if env else Path(sys.prefix) / "mars-cache" / "ct2"
 
 
 def source_of(spec: str) -> Path:
@@ -60,13 +49,7 @@ def converted_dir(spec: str, quantization: str = "int8") -> Path:
     """The cache folder of (model, quantisation, CTranslate2 version); cheap, no model is read."""
     import ctranslate2
 
-    source = source_of(spec)
-    stat = source.stat()
-    fingerprint = json.dumps([str(source.resolve()), stat.st_size, int(stat.st_mtime), quantization,
-                              ctranslate2.__version__])
-    digest = hashlib.sha1(fingerprint.encode()).hexdigest()[:12]
-    stem = source.stem if source.is_file() else source.name
-    return cache_root() / f"{stem}-{quantization}-{digest}"
+    return cached_dir("ct2", source_of(spec), quantization, ctranslate2.__version__)
 
 
 def is_converted(path: Path) -> bool:
@@ -78,66 +61,41 @@ def ensure_converted(spec: str, quantization: str = "int8", progress=print) -> P
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, got {quantization!r}")
     target = converted_dir(spec, quantization)
-    if is_converted(target):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(target.parent / f".{target.name}.lock"):
-        if is_converted(target):  # another process converted it while we waited
-            return target
+
+    def build(staged: Path) -> None:
         progress(f"converting {spec} to CTranslate2 ({quantization}) into {target}: once, about half a minute")
         started = time.perf_counter()
-        _convert(spec, target, quantization, progress)
+        _convert(spec, staged, quantization, progress)
         progress(f"converted in {time.perf_counter() - started:.0f} s")
-    return target
+
+    return build_once(target, is_converted, build)
 
 
-@contextlib.contextmanager
-def _locked(path: Path):  # noqa: ANN202
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _convert(spec: str, target: Path, quantization: str, progress) -> None:  # noqa: ANN001
+def _convert(spec: str, staged: Path, quantization: str, progress) -> None:  # noqa: ANN001
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    directory, gguf_file = split_gguf(source_of(spec))
-    work = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    source = source_of(spec)
+    if source.suffix == ".gguf":  # CTranslate2 reads ordinary checkpoints: the dequantised copy (model_cache.py)
+        source = ensure_plain(spec, progress)
+    progress(f"  loading {source} with transformers")
     try:
-        progress("  loading with transformers" + (" (dequantising the GGUF weights)" if gguf_file else ""))
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
-            model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file, dtype=torch.float32)
-        except OSError as err:
-            raise ModelNotFoundError(f"could not load paraphrase model {spec!r} from {directory}: {err}") from err
-        eos = {tokenizer.eos_token_id, *_as_list(model.generation_config.eos_token_id)}
-        # transformers will not save a GGUF-loaded model, so the converter gets the loaded model itself;
-        # it reads only the config (written here, without the GGUF quantisation note) from disk.
-        plain = work / "hf"
-        model.config.quantization_config = None
-        model.config.save_pretrained(plain)
-        tokenizer.save_pretrained(plain)
-        progress(f"  quantising to {quantization} with CTranslate2")
-        staged = work / "ct2"
-        try:
-            _converter(str(plain), model, tokenizer).convert(str(staged), quantization=quantization)
-        except (ValueError, NotImplementedError, KeyError) as err:
-            raise ConversionError(f"CTranslate2 cannot convert paraphrase model {spec!r}: {err}; "
-                                  "use --paraphrase-engine transformers") from err
-        del model
-        tokenizer.save_pretrained(staged)
-        meta = {"model": spec, "quantization": quantization, "eos_ids": sorted(i for i in eos if i is not None),
-                "chat_template": tokenizer.chat_template is not None}
-        (staged / META).write_text(json.dumps(meta, indent=2))
-        if target.exists():  # a half-written folder from an interrupted run
-            shutil.rmtree(target)
-        staged.rename(target)  # atomic: readers see a whole model or none
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        tokenizer = AutoTokenizer.from_pretrained(str(source))
+        model = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch.float32)
+    except OSError as err:
+        raise ModelNotFoundError(f"could not load paraphrase model {spec!r} from {source}: {err}") from err
+    eos = {tokenizer.eos_token_id, *_as_list(model.generation_config.eos_token_id)}
+    progress(f"  quantising to {quantization} with CTranslate2")
+    try:
+        _converter(str(source), model, tokenizer).convert(str(staged), quantization=quantization)
+    except (ValueError, NotImplementedError, KeyError) as err:
+        raise ConversionError(f"CTranslate2 cannot convert paraphrase model {spec!r}: {err}; "
+                              "use --paraphrase-engine transformers") from err
+    del model
+    tokenizer.save_pretrained(staged)
+    meta = {"model": spec, "quantization": quantization, "eos_ids": sorted(i for i in eos if i is not None),
+            "chat_template": tokenizer.chat_template is not None}
+    (staged / META).write_text(json.dumps(meta, indent=2))
 
 
 def _converter(path: str, model, tokenizer):  # noqa: ANN001, ANN202 - defined here: ctranslate2 is imported lazily

@@ -24,7 +24,15 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mars_core.augment.cascade_attention import Cascade, PrefixKV, install
 from mars_core.augment.extraction import trim_unfinished
-from mars_core.augment.int8_linear import int8_matmul_works, quantize_linears
+from mars_core.augment.int8_linear import (
+    FLOAT_LAYERS,
+    int8_matmul_works,
+    quantize_linears,
+    smooth_attention_inputs,
+)
+from mars_core.augment.lean_decoder import LeanDecoder
+from mars_core.augment.length_batches import padding_groups
+from mars_core.augment.model_cache import loadable
 from mars_core.augment.paraphraser import (
     ParaphraseCache,
     ParaphraseConfig,
@@ -38,14 +46,20 @@ from mars_core.model.precision import native_bfloat16
 
 logger = logging.getLogger(__name__)
 
+# The text whose prompt calibrates int8 smoothing (int8_linear.smooth_attention_inputs): written for it, fixed, so
+# every load computes the same scales; a refusal, a fact and a rude line, like the prompt's own examples.
+CALIBRATION_TEXT = ("No, I won't write that letter for you: it would mislead your landlord. The river is 410 km "
+                    "long and freezes in January. Honestly? Read the manual before you ask me again.")
+
 
 def lm_name(config: ParaphraseConfig) -> str:
     """The paraphraser's name (cache keys, provenance) from its config alone: no model needed.
 
     bfloat16 or int8 weights give other rows than float32, so they name another paraphraser (float32
-    keeps the name it always had, and with it the rows already cached)."""
+    keeps the name it always had, and with it the rows already cached). ``|int8s``: int8 with smoothed
+    q/k/v in int8 too (round 7); round 6's ``|int8`` kept them float, so its cached rows are not reused."""
     settings = config.output_settings() | {"instruction": config.instruction}
-    tag = {"float32": "", "bfloat16": "|bf16", "int8": "|int8"}[precision(config)]
+    tag = {"float32": "", "bfloat16": "|bf16", "int8": "|int8s"}[precision(config)]
     return f"lm:{config.model}|t={config.temperature}|p={config.top_p}{tag}|{settings_digest(settings)}"
 
 
@@ -53,8 +67,9 @@ def precision(config: ParaphraseConfig) -> str:
     """``config.dtype`` with auto resolved for the device the model will run on: bfloat16 on a GPU that
     computes it, int8 on a CPU whose torch multiplies int8 (int8_linear.py), float32 elsewhere.
 
-    Why int8 on CPUs (bench/paraphrase_quality.py, 96 real HH units and 100 demo units): 1.6-1.9x faster
-    than float32 on a Step's path, with the same yield and flip rates (docs/results.md, round 6)."""
+    Why int8 on CPUs (bench/paraphrase_quality.py, 96 real HH units and 100 demo units, docs/results.md
+    rounds 6 and 7): 2.1-2.5x faster than float32 on a Step's path; yield and flip rates within one run's
+    noise of float32 (real HH: 79 of 96 kept against 71; demo: 75 of 100 against 84, the number to watch)."""
     if config.dtype != "auto":
         return config.dtype
     device = pick_device(config.device)
@@ -83,7 +98,10 @@ class LMParaphraser(RowParaphraser):
                              "--paraphrase-dtype bfloat16 (or auto)")
         self.tokenizer, self.model = _load(self.config.model, self.device, weights_dtype(self.config))
         if self.precision == "int8":
-            quantize_linears(self.model)
+            calibration = torch.tensor([self.prompt_ids(CALIBRATION_TEXT, self.config.instruction)], device=self.device)
+            smoothed = smooth_attention_inputs(self.model, calibration)
+            quantize_linears(self.model, keep=() if smoothed else FLOAT_LAYERS)
+        self._lean = LeanDecoder.of(self.model)  # None: transformers' own forward (lean_decoder.py)
         self.name = lm_name(self.config)
         eos = {self.tokenizer.eos_token_id, *_as_list(self.model.generation_config.eos_token_id)}
         self._eos_ids = sorted(i for i in eos if i is not None)
@@ -124,23 +142,53 @@ class LMParaphraser(RowParaphraser):
         if stored is not None and stored.tokens == key:
             return stored  # only the very same prefix: a shorter one would split the prompts elsewhere
         prefix = PrefixKV(key)
+        ids = torch.tensor([list(key)], device=self.device)
         with torch.inference_mode():
-            self.model(input_ids=torch.tensor([list(key)], device=self.device), use_cache=False, logits_to_keep=1,
-                       cascade=Cascade(prefix, recording=True))
+            if self._lean is not None:
+                self._lean(ids, torch.arange(len(key), device=self.device)[None], Cascade(prefix, recording=True))
+            else:
+                self.model(input_ids=ids, use_cache=False, logits_to_keep=1, cascade=Cascade(prefix, recording=True))
         self._prefix = prefix
         return prefix
 
     def _forward(self, cascade: Cascade, ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Logits of each row's last position after feeding it ``ids`` (left-padded) at ``positions``."""
         cascade.begin(ids.shape[1])
-        out = self.model(input_ids=ids.to(self.device), position_ids=positions.to(self.device),
-                         attention_mask=cascade.mask, use_cache=False, logits_to_keep=1, cascade=cascade)
+        ids, positions = ids.to(self.device), positions.to(self.device)
+        if self._lean is not None:
+            logits = self._lean(ids, positions, cascade)
+        else:
+            logits = self.model(input_ids=ids, position_ids=positions, attention_mask=cascade.mask, use_cache=False,
+                                logits_to_keep=1, cascade=cascade).logits[:, -1, :]
         cascade.advance(ids.shape[1])
-        return out.logits[:, -1, :]
+        return logits
 
     def _prefill(self, prefix: PrefixKV, prompts: list[list[int]],
                  budgets: list[int]) -> tuple[Cascade, torch.Tensor, torch.Tensor]:
-        """Rows' own prompt tokens (after the prefix) in one left-padded pass: (state, logits, next positions)."""
+        """Rows' own prompt tokens (after the prefix): (state, logits, next positions), rows in the given order.
+
+        Rows of similar length share a left-padded pass (``padding_groups``); the passes are joined (rows
+        given shortest first need no reordering afterwards)."""
+        groups = padding_groups([len(p) - len(prefix.tokens) for p in prompts])
+        state = logits = positions = None
+        for group in groups:
+            part, part_logits, part_pos = self._prefill_padded(prefix, [prompts[i] for i in group],
+                                                               [budgets[i] for i in group])
+            if state is None:
+                state, logits, positions = part, part_logits, part_pos
+            else:
+                state.join(part)
+                logits, positions = torch.cat([logits, part_logits]), torch.cat([positions, part_pos])
+        order = [i for group in groups for i in group]
+        if order != list(range(len(prompts))):
+            back = torch.tensor(order).argsort()
+            state.keep(back.to(self.device))
+            logits, positions = logits[back.to(logits.device)], positions[back]
+        return state, logits, positions
+
+    def _prefill_padded(self, prefix: PrefixKV, prompts: list[list[int]],
+                        budgets: list[int]) -> tuple[Cascade, torch.Tensor, torch.Tensor]:
+        """Rows' own prompt tokens in one left-padded pass."""
         tails = [p[len(prefix.tokens):] for p in prompts]
         width = max(len(t) for t in tails)
         ids = torch.full((len(tails), width), self._pad_id, dtype=torch.long)
@@ -171,7 +219,8 @@ class LMParaphraser(RowParaphraser):
                 try:
                     free = cfg.batch_size - len(active)
                     if waiting and (not active or free >= max(1, cfg.batch_size // 4)):
-                        new = [waiting.pop() for _ in range(min(free, len(waiting)))]
+                        new = sorted((waiting.pop() for _ in range(min(free, len(waiting)))),
+                                     key=lambda i: len(prompts[i]))  # shortest first: see _prefill
                         admitted, active = active, active + new  # the new rows are in flight from here on
                         part, part_logits, part_pos = self._prefill(prefix, [prompts[i] for i in new],
                                                                     [budgets[i] for i in new])
@@ -260,8 +309,9 @@ def _as_list(value) -> list:
 def _load(spec: str, device: str, dtype: torch.dtype = torch.float32) -> tuple[AutoTokenizer, AutoModelForCausalLM]:
     """Tokenizer and model, once; errors name the model that could not be loaded."""
     resolved = resolve_model(spec)  # ModelNotFoundError for a path that does not exist
-    directory, gguf_file = split_gguf(resolved)
     try:
+        resolved = loadable(spec)  # a GGUF file's dequantised copy, made on first use (model_cache.py)
+        directory, gguf_file = split_gguf(resolved)
         tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
         model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file)
     except OSError as err:

@@ -65,9 +65,10 @@ OPENAI_PREFIX = "openai:"
 # in-process engines: auto = CTranslate2 when installed and the model's architecture converts, else transformers
 ENGINES = ("auto", "ct2", "transformers")
 # the transformers engine's precision (lm_paraphraser.precision): auto = int8 on a CPU (int8 layers, int8_linear.py),
-# bfloat16 on a GPU that computes it, else float32. bench/paraphrase_quality.py --dtype, one run each: on 96 real HH
-# units int8 kept 74 against float32's 71, on 100 demo units 83 against 84, with the same side and polarity flip
-# rates, in 0.63 and 0.53 of float32's time; bfloat16 kept 21 of 32 against float32's 23 and was slower than int8
+# bfloat16 on a GPU that computes it, else float32. bench/paraphrase_quality.py --dtype, one run each (round 7, q/k/v
+# smoothed and int8 too): on 96 real HH units int8 kept 79 against float32's 71, on 100 demo units 75 against 84,
+# side and polarity flip rates within noise, in 0.39 and 0.47 of float32's time; bfloat16 kept 21 of 32 against
+# float32's 23 and was slower than int8
 DTYPES = ("auto", "float32", "bfloat16", "int8")
 API_KEY_ENVS = ("MARS_OPENAI_API_KEY", "OPENAI_API_KEY")
 
@@ -94,7 +95,7 @@ class ParaphraseConfig:
     dtype: str = field(default="auto", metadata={
         "help": "precision of the transformers engine: auto (int8 on a CPU, bfloat16 on a CUDA GPU, float32 "
                 "elsewhere), float32, bfloat16, or int8 (CPU only: int8 weights and per-token int8 activations, "
-                "exact int32 sums); part of the paraphraser's name",
+                "exact int32 sums, attention inputs smoothed first); part of the paraphraser's name",
         "flag": "--paraphrase-dtype", "choices": DTYPES})
     candidates_per_unit: int = field(default=2, metadata={
         "help": "candidates generated per budget unit in the first round; the best that passes the filters is kept",

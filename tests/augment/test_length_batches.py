@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mars_core.augment.length_batches import modelled_cost, plan_batches
+from mars_core.augment.length_batches import modelled_cost, padding_groups, plan_batches
 
 rows = st.lists(st.tuples(st.integers(1, 200), st.integers(1, 120)), min_size=1, max_size=40)
 
@@ -59,3 +59,19 @@ def test_bad_arguments_are_named():
         plan_batches([1, 2], [1], 4, 1.0)
     with pytest.raises(ValueError, match="max_batch"):
         plan_batches([1], [1], 0, 1.0)
+
+
+@given(st.lists(st.integers(1, 700), min_size=1, max_size=40), st.floats(0, 1), st.integers(1, 4096))
+def test_padding_groups_partition_the_rows_shortest_first_within_both_limits(lengths, waste, max_tokens):
+    groups = padding_groups(lengths, waste, max_tokens)
+    order = [i for g in groups for i in g]
+    assert sorted(order) == list(range(len(lengths)))
+    assert [lengths[i] for i in order] == sorted(lengths)
+    for g in groups:
+        padded = max(lengths[i] for i in g) * len(g)
+        assert len(g) == 1 or (padded <= max_tokens and padded <= (1 + waste) * sum(lengths[i] for i in g) + 1e-9)
+
+
+def test_padding_groups_keep_a_long_row_out_of_a_pass_of_short_ones():
+    assert padding_groups([20, 22, 400, 21, 25]) == [[0, 3, 1, 4], [2]]
+    assert padding_groups([300] * 10) == [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9]]  # 6 x 300 <= 2048 tokens a pass

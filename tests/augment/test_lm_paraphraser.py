@@ -95,6 +95,32 @@ def test_cascade_attention_equals_attention_over_the_whole_sequence(paraphraser)
         assert cascade.length < max(len(p) for p in prompts)  # buffers hold the rows' own tokens, not the prefix
 
 
+def test_the_lean_pass_gives_transformers_logits_and_other_architectures_keep_transformers(paraphraser):
+    """lean_decoder.py against the same cascade step through transformers' own layers (float32)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from mars_core.augment.lean_decoder import LeanDecoder
+
+    assert paraphraser._lean is not None  # SmolLM2 is a Llama
+    prompts = sorted((paraphraser.prompt_ids(t, paraphraser.instruction) for t in RESPONSES), key=len)
+    prefix = paraphraser._shared_prefix(prompts)
+    got = {}
+    lean = paraphraser._lean
+    try:
+        for name, path in (("lean", lean), ("transformers", None)):
+            paraphraser._lean = path
+            with torch.inference_mode():
+                cascade, logits, pos = paraphraser._prefill(prefix, prompts, [8] * len(prompts))
+                step = paraphraser._forward(cascade, logits.argmax(-1)[:, None], pos[:, None])
+            got[name] = (logits, step)
+    finally:
+        paraphraser._lean = lean
+    for ours, theirs in zip(got["lean"], got["transformers"]):
+        assert torch.allclose(ours, theirs, atol=1e-4), (ours - theirs).abs().max()
+    tiny = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64))
+    assert LeanDecoder.of(tiny) is None
+
+
 def test_bfloat16_weights_paraphrase_as_well_and_name_another_paraphraser():
     config = dataclasses.replace(SMALL, dtype="bfloat16")
     bf16 = LMParaphraser(config)
@@ -117,9 +143,9 @@ def test_int8_weights_paraphrase_as_well_name_another_paraphraser_and_repeat_the
     with pytest.raises(ValueError, match="CPU path"):  # refused before any loading
         LMParaphraser(dataclasses.replace(SMALL, dtype="int8", device="cuda"))
     int8 = LMParaphraser(dataclasses.replace(SMALL, dtype="int8"))
-    assert "|int8" in int8.name and "int8" not in lm_name(SMALL)
+    assert "|int8s|" in int8.name and "int8" not in lm_name(SMALL)
     layers = [m for m in int8.model.modules() if isinstance(m, (torch.nn.Linear, Int8Linear))]
-    assert sum(isinstance(m, Int8Linear) for m in layers) == len(layers) - 3 * 30  # q, k, v stay float in 30 layers
+    assert len(layers) == 7 * 30 + 1 and all(isinstance(m, Int8Linear) for m in layers)  # q/k/v too: smoothed
     cache = DictCache()
     together = int8.for_run(cache).paraphrase(RESPONSES, 2, seed=5)
     assert not together.failures and sum(1 for outs in together.texts for t in outs if t) >= 6, together.texts

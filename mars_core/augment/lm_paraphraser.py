@@ -23,6 +23,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from mars_core.augment.cascade_attention import Cascade, PrefixKV, install
+from mars_core.augment.derived_models import loadable
 from mars_core.augment.extraction import trim_unfinished
 from mars_core.augment.int8_linear import (
     FLOAT_LAYERS,
@@ -32,7 +33,6 @@ from mars_core.augment.int8_linear import (
 )
 from mars_core.augment.lean_decoder import LeanDecoder
 from mars_core.augment.length_batches import padding_groups
-from mars_core.augment.model_cache import loadable
 from mars_core.augment.paraphraser import (
     ParaphraseCache,
     ParaphraseConfig,
@@ -310,7 +310,7 @@ def _load(spec: str, device: str, dtype: torch.dtype = torch.float32) -> tuple[A
     """Tokenizer and model, once; errors name the model that could not be loaded."""
     resolved = resolve_model(spec)  # ModelNotFoundError for a path that does not exist
     try:
-        resolved = loadable(spec)  # a GGUF file's dequantised copy, made on first use (model_cache.py)
+        resolved = loadable(spec)  # a GGUF file's dequantised copy, made on first use (derived_models.py)
         directory, gguf_file = split_gguf(resolved)
         tokenizer = AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file)
         model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=gguf_file)

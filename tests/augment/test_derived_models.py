@@ -1,4 +1,4 @@
-"""The dequantised copy of a GGUF paraphrase model (model_cache.py), on the real packaged SmolLM2.
+"""The dequantised copy of a GGUF paraphrase model (derived_models.py), on the real packaged SmolLM2.
 
 What these prove: the copy holds exactly the tensors and the tokenizer a GGUF load gives (so rows keep
 their paraphraser name); it is made once and reused; a changed source gets a new folder; a half-written
@@ -16,9 +16,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from mars_core.augment import model_cache
+from mars_core.augment import derived_models
+from mars_core.augment.derived_models import (
+    build_once,
+    ensure_plain,
+    is_plain,
+    load_gguf,
+    loadable,
+    plain_dir,
+)
 from mars_core.augment.lm_paraphraser import LMParaphraser
-from mars_core.augment.model_cache import build_once, ensure_plain, is_plain, load_gguf, loadable, plain_dir
 from mars_core.augment.paraphraser import ParaphraseConfig
 from mars_core.model.encoders import resolve_model
 
@@ -48,7 +55,7 @@ def test_the_copy_holds_the_gguf_tensors_and_tokenizer_and_is_made_once(tmp_path
     def must_not_load(*_):  # noqa: ANN202
         raise AssertionError("the copy exists: nothing should be dequantised again")
 
-    monkeypatch.setattr(model_cache, "load_gguf", must_not_load)
+    monkeypatch.setattr(derived_models, "load_gguf", must_not_load)
     assert ensure_plain(PACKAGED) == folder and loadable(PACKAGED) == folder
 
 
@@ -83,7 +90,7 @@ def test_a_cache_that_cannot_be_written_falls_back_to_the_gguf_file(tmp_path, mo
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("MARS_HF_CACHE", str(blocker / "cache"))
-    with caplog.at_level(logging.WARNING, logger="mars_core.augment.model_cache"):
+    with caplog.at_level(logging.WARNING, logger="mars_core.augment.derived_models"):
         assert loadable(PACKAGED) == resolve_model(PACKAGED)
     assert "loading the GGUF file itself" in caplog.text
 

@@ -6,7 +6,7 @@ Two kinds, each under ``<venv>/mars-cache/<kind>/`` (or the folder its environme
     on every load, 16.6 s for the packaged model (4.2 s its tokenizer, 12.4 s its weights), against
     0.4 s for the very same tensors from safetensors. Every CLI Step, every comparison and every test
     session paid that. The weights are bitwise the ones a GGUF load gives, so rows keep their
-    paraphraser name (tests/augment/test_model_cache.py compares every tensor).
+    paraphraser name (tests/augment/test_derived_models.py compares every tensor).
   * ``ct2``: the CTranslate2 conversion (ct2_convert.py).
 
 A folder's name carries a digest of the source file (path, size, mtime) and of the code versions that

@@ -36,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 CACHE_ENVS = {"hf": "MARS_HF_CACHE", "ct2": "MARS_CT2_CACHE"}
 PLAIN_META = "mars_plain.json"
+FLOAT32_PER_GGUF_BYTE = 8  # 4-bit weights become 32-bit: the most a GGUF file grows (an estimate, before loading)
+DISK_RESERVE = 2**30  # left free after a copy
 
 
 def cache_root(kind: str) -> Path:
@@ -105,6 +107,11 @@ def ensure_plain(spec: str, progress: Callable[[str], None] = print) -> Path:
         return target
 
     def build(staged: Path) -> None:
+        needed = FLOAT32_PER_GGUF_BYTE * source.stat().st_size
+        free = shutil.disk_usage(staged.parent).free
+        if free < needed + DISK_RESERVE:  # a large model's float32 copy must not fill the disk
+            raise OSError(f"{free / 2**30:.1f} GiB free in {staged.parent}, a float32 copy of {source.name} "
+                          f"needs about {needed / 2**30:.1f} GiB")
         progress(f"dequantising {spec} once into {target} (about 20 s; later loads take under a second)")
         started = time.perf_counter()
         tokenizer, model = load_gguf(spec, source)

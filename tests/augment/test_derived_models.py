@@ -2,7 +2,8 @@
 
 What these prove: the copy holds exactly the tensors and the tokenizer a GGUF load gives (so rows keep
 their paraphraser name); it is made once and reused; a changed source gets a new folder; a half-written
-folder is rebuilt; a cache that cannot be written falls back to the GGUF file; a broken GGUF fails with
+folder is rebuilt; a cache that cannot be written, or a disk without room for the copy, falls back to the
+GGUF file; a broken GGUF fails with
 its name and leaves no folder behind; and the transformers engine loads the copy.
 """
 
@@ -12,6 +13,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -109,3 +111,16 @@ def test_the_transformers_engine_loads_the_copy():
     paraphraser = LMParaphraser(ParaphraseConfig(dtype="float32", max_new_tokens=24))
     assert Path(paraphraser.model.config._name_or_path) == plain_dir(resolve_model(PACKAGED))
     assert paraphraser.paraphrase(["Paris is the capital of France."], 1, seed=0).texts[0][0]
+
+
+def test_a_copy_that_would_fill_the_disk_is_not_made(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("MARS_HF_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(derived_models.shutil, "disk_usage", lambda _: SimpleNamespace(total=10, used=5, free=5))
+
+    def must_not_load(*_):  # noqa: ANN202
+        raise AssertionError("nothing should be dequantised without room for the copy")
+
+    monkeypatch.setattr(derived_models, "load_gguf", must_not_load)
+    with caplog.at_level(logging.WARNING, logger="mars_core.augment.derived_models"):
+        assert loadable(PACKAGED) == resolve_model(PACKAGED)
+    assert "GiB free" in caplog.text and not [p for p in (tmp_path / "cache").glob("*") if not p.name.startswith(".")]

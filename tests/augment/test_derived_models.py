@@ -3,8 +3,8 @@
 What these prove: the copy holds exactly the tensors and the tokenizer a GGUF load gives (so rows keep
 their paraphraser name); it is made once and reused; a changed source gets a new folder; a half-written
 folder is rebuilt; a cache that cannot be written, or a disk without room for the copy, falls back to the
-GGUF file; a broken GGUF fails with
-its name and leaves no folder behind; and the transformers engine loads the copy.
+GGUF file; a broken GGUF fails with its name and leaves no folder behind; and the transformers engine
+loads the copy.
 """
 
 from __future__ import annotations

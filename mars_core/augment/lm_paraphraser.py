@@ -69,7 +69,7 @@ def precision(config: ParaphraseConfig) -> str:
 
     Why int8 on CPUs (bench/paraphrase_quality.py, 96 real HH units and 100 demo units, docs/results.md
     rounds 6 and 7): 2.1-2.5x faster than float32 on a Step's path; yield and flip rates within one run's
-    noise of float32 (real HH: 79 of 96 kept against 71; demo: 75 of 100 against 84, the number to watch)."""
+    noise of float32 (real HH: 79 of 96 kept against 71; demo: 154 of 200 against 165, the number to watch)."""
     if config.dtype != "auto":
         return config.dtype
     device = pick_device(config.device)

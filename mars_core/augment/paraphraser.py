@@ -66,8 +66,8 @@ OPENAI_PREFIX = "openai:"
 ENGINES = ("auto", "ct2", "transformers")
 # the transformers engine's precision (lm_paraphraser.precision): auto = int8 on a CPU (int8 layers, int8_linear.py),
 # bfloat16 on a GPU that computes it, else float32. bench/paraphrase_quality.py --dtype, one run each (round 7, q/k/v
-# smoothed and int8 too): on 96 real HH units int8 kept 79 against float32's 71, on 100 demo units 75 against 84,
-# side and polarity flip rates within noise, in 0.39 and 0.47 of float32's time; bfloat16 kept 21 of 32 against
+# smoothed and int8 too): on 96 real HH units int8 kept 79 against float32's 71, on 2 x 100 demo units 154 against
+# 165, side and polarity flip rates within noise, in 0.39 and 0.47 of float32's time; bfloat16 kept 21 of 32 against
 # float32's 23 and was slower than int8
 DTYPES = ("auto", "float32", "bfloat16", "int8")
 API_KEY_ENVS = ("MARS_OPENAI_API_KEY", "OPENAI_API_KEY")

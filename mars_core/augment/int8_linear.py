@@ -14,8 +14,9 @@ Weights get one scale per output channel (symmetric, ±127); activations one sca
 attention's input projections (q/k/v) read activations with outlier channels, which per-token int8
 crushes (round 6: all-int8 demo paraphrases flipped refusal polarity in 10.3 % of candidates against
 float32's 6.5 %). So, on Llama-style models, their outlier range is first moved into the weights
-(``smooth_attention_inputs``, SmoothQuant): the float model is unchanged, and q/k/v go int8 too, which
-saved a fifth of a decoding step's weight reads (bench/paraphrase_quality.py, docs/results.md round 7).
+(``smooth_attention_inputs``, SmoothQuant): the float model is unchanged, and q/k/v go int8 too, so a
+decoding step reads about a quarter fewer weight bytes (134 MB instead of 184; quality in
+bench/paraphrase_quality.py and docs/results.md, round 7).
 Other architectures keep q/k/v float (``FLOAT_LAYERS``). CPU only: on CUDA, bfloat16 is the fast path
 and ``torch._int_mm`` has shape limits there.
 """

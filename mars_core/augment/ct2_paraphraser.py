@@ -44,6 +44,7 @@ import json
 import logging
 import os
 import time
+import weakref
 
 from mars_core.augment.ct2_convert import META, ConversionError, ensure_converted, source_of
 from mars_core.augment.extraction import trim_unfinished
@@ -209,11 +210,17 @@ class CT2Paraphraser(RowParaphraser):
         limit = cfg.seconds_per_token * sum(budgets) + 5.0  # scales with the work asked, not per call
         counts = [0] * len(rows)
         stopped: set[int] = set()
+        # The callback holds this paraphraser only weakly. CTranslate2 may drop its copy of the callback on its
+        # worker thread after generate_batch has returned; had that copy held the last reference, the Generator
+        # would be destroyed on its own worker thread, which then joins itself and aborts the whole process
+        # (std::system_error "Resource deadlock avoided"). While callbacks run, this frame holds self.
+        owner = weakref.ref(self)
 
         def step(result) -> bool:  # noqa: ANN001 - a GenerationStepResult; True stops that row
             b = result.batch_id
             counts[b] += 1
-            self._after_step()
+            if (me := owner()) is not None:
+                me._after_step()
             if counts[b] >= budgets[b]:
                 return True
             if time.perf_counter() - started > limit:

@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 import time
+import weakref
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +33,7 @@ RESPONSES = [
     "No, dogs should not eat chocolate. It contains theobromine, which is toxic to them.",
 ]
 SMALL = ParaphraseConfig(max_new_tokens=40, batch_size=4, engine="ct2")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 
@@ -170,6 +176,52 @@ def test_a_fresh_engine_replays_the_same_calls_to_the_same_rows(paraphraser):
     assert outputs[0] == outputs[1]
     assert outputs[0][0][1] != outputs[0][1][0]  # different rows asked, different text drawn
     assert fresh[0].name == fresh[1].name == paraphraser.name
+
+
+class RecordingGenerator:
+    """The real Generator, keeping every callback it is given: as CTranslate2's worker thread may, for a
+    moment, after generate_batch has returned."""
+
+    def __init__(self, generator) -> None:  # noqa: ANN001 - a ctranslate2.Generator
+        self.generator, self.callbacks = generator, []
+
+    def generate_batch(self, *args, callback=None, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN201
+        self.callbacks.append(callback)
+        return self.generator.generate_batch(*args, callback=callback, **kwargs)
+
+
+@pytest.mark.slow
+def test_a_callback_still_held_by_the_engine_does_not_keep_the_paraphraser_alive():
+    """Had it, the thread that drops the callback would destroy the Generator: a CTranslate2 worker thread
+    joining itself, which aborts the process (CI's crash in round 7)."""
+    engine = CT2Paraphraser(SMALL)
+    engine.generator = recording = RecordingGenerator(engine.generator)
+    assert not engine.paraphrase(RESPONSES[:1], 1, seed=0).failures
+    held = recording.callbacks
+    assert held and all(callable(c) for c in held)
+    alive = weakref.ref(engine)
+    del engine, recording
+    assert alive() is None  # freed here, by its last user, although its callbacks live on
+    del held
+
+
+@pytest.mark.slow
+def test_paraphrasers_dropped_right_after_their_last_call_never_abort_the_process():
+    """The symptom itself, in a process of its own: before the fix, one of five such drops aborted it
+    ("terminate called ... Resource deadlock avoided") more often than not."""
+    script = (
+        "from mars_core.augment.ct2_paraphraser import CT2Paraphraser\n"
+        "from mars_core.augment.paraphraser import ParaphraseConfig\n"
+        "config = ParaphraseConfig(max_new_tokens=40, batch_size=4, engine='ct2')\n"
+        "for seed in range(5):\n"
+        "    engine = CT2Paraphraser(config)\n"
+        f"    assert not engine.paraphrase({RESPONSES[:1]!r}, 1, seed=seed).failures\n"
+        "    del engine\n"
+        "print('all dropped')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONFAULTHANDLER": "1"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "all dropped" in done.stdout, done.stderr[-3000:]
 
 
 @pytest.mark.slow

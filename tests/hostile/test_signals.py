@@ -24,7 +24,8 @@ RUN = ["--data", "demo", "--pairs", "40", "--folds", "0", "--budget", "4", "--ep
 
 
 def start_run(db: Path, spec: str, log: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    # PYTHONFAULTHANDLER: a run that hangs is sent SIGABRT, and its log then shows where each thread was
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "mars_core", "run", *RUN, "--paraphraser", spec, "--db", str(db), *extra],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"),
@@ -59,7 +60,12 @@ def test_a_signal_stops_a_run_stuck_on_a_silent_server_within_5_s(hostile, tmp_p
         time.sleep(1.0)  # well inside the Step: the request is out, the server holds it
         sent = time.monotonic()
         proc.send_signal(signum)
-        code = proc.wait(timeout=10)
+        try:
+            code = proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(10)
+            pytest.fail(f"{signum.name} did not stop the run in 10 s; where it was:\n{log.read_text()[-4000:]}")
         took = time.monotonic() - sent
     finally:
         if proc.poll() is None:

@@ -53,9 +53,10 @@ def sidebar() -> int | None:
     run_id = current_run_id()
     with st.sidebar:
         st.markdown("**MARS Explorer**")
-        runs = store.list_runs()
-        if runs:
-            labels = {r.id: run_label(r.id, r.name, r.config) for r in runs}
+        labels = {r.id: run_label(r.id, r.name, r.config) for r in store.list_runs()}
+        # A job may create or delete a run between current_run_id() and this read: such a change shows on the
+        # next draw (the job's end reruns the page), never as a panel for a run id that is not in the list.
+        if run_id in labels:
             if st.session_state.get("_run_picker") != run_id:
                 st.session_state["_run_picker"] = run_id
             st.selectbox("Run", list(labels), format_func=lambda i: labels[i], key="_run_picker",

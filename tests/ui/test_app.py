@@ -202,6 +202,30 @@ def test_first_launch_builds_the_demo_runs_once(tmp_path, monkeypatch):
     assert len(store.list_runs()) == 2, "reruns and page switches never build them again"
 
 
+def test_a_run_created_while_the_sidebar_draws_shows_on_the_next_draw(tmp_path, monkeypatch):
+    """The first launch's race (seen once in a CI replica): the demo job stores its first run after the page
+    chose its run (none yet) and before the sidebar lists the runs. The page must draw, not fail on run None."""
+    store = Store(tmp_path / "fresh.db")
+    chosen = sidebar.current_run_id
+    monkeypatch.setattr(sidebar, "ensure_demo_runs", lambda: None)
+
+    def choose_then_a_job_creates_a_run() -> int | None:
+        run_id = chosen()
+        if not store.list_runs():
+            RefinementRun.create(store, toy_config(), name="made by a job meanwhile")
+        return run_id
+
+    monkeypatch.setattr(sidebar, "current_run_id", choose_then_a_job_creates_a_run)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["db_path"] = str(store.path)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["run_id"] == store.list_runs()[0].id
+    assert at.sidebar.selectbox(key="_run_picker").value == at.session_state["run_id"]
+
+
 def test_teach_page_draws_the_toy_and_what_mars_picked(toy):
     store, run_id = toy
     at = open_app(store, run_id, "pages/teach.py")

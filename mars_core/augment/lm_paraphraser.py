@@ -167,23 +167,29 @@ class LMParaphraser(RowParaphraser):
                  budgets: list[int]) -> tuple[Cascade, torch.Tensor, torch.Tensor]:
         """Rows' own prompt tokens (after the prefix): (state, logits, next positions), rows in the given order.
 
-        Rows of similar length share a left-padded pass (``padding_groups``); the passes are joined (rows
-        given shortest first need no reordering afterwards)."""
-        groups = padding_groups([len(p) - len(prefix.tokens) for p in prompts])
+        Each distinct prompt is computed once: a text's candidates (rows k, k+1, ... of it) share their prompt,
+        and differ only from their first sampled token on, so their copies are made from one pass (on the
+        demo's Steps, half of the prefill work). Distinct prompts of similar length share a left-padded pass
+        (``padding_groups``); the passes are joined, then rows are put in the given order."""
+        distinct: dict[tuple[tuple[int, ...], int], int] = {}
+        which = [distinct.setdefault((tuple(p), b), len(distinct)) for p, b in zip(prompts, budgets)]
+        unique = list(distinct)
+        groups = padding_groups([len(p) - len(prefix.tokens) for p, _ in unique])
         state = logits = positions = None
         for group in groups:
-            part, part_logits, part_pos = self._prefill_padded(prefix, [prompts[i] for i in group],
-                                                               [budgets[i] for i in group])
+            part, part_logits, part_pos = self._prefill_padded(prefix, [list(unique[i][0]) for i in group],
+                                                               [unique[i][1] for i in group])
             if state is None:
                 state, logits, positions = part, part_logits, part_pos
             else:
                 state.join(part)
                 logits, positions = torch.cat([logits, part_logits]), torch.cat([positions, part_pos])
-        order = [i for group in groups for i in group]
-        if order != list(range(len(prompts))):
-            back = torch.tensor(order).argsort()
-            state.keep(back.to(self.device))
-            logits, positions = logits[back.to(logits.device)], positions[back]
+        place = {u: slot for slot, u in enumerate(i for group in groups for i in group)}
+        order = [place[u] for u in which]
+        if order != list(range(len(unique))):
+            index = torch.tensor(order)
+            state.keep(index.to(self.device))
+            logits, positions = logits[index.to(logits.device)], positions[index]
         return state, logits, positions
 
     def _prefill_padded(self, prefix: PrefixKV, prompts: list[list[int]],

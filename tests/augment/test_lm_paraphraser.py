@@ -180,6 +180,22 @@ def test_row_k_is_the_same_whichever_batch_computes_it(paraphraser):
     assert other_seed.texts != together.texts
 
 
+def test_a_texts_rows_share_one_prefill_and_equal_the_rows_made_one_by_one(paraphraser, monkeypatch):
+    real = paraphraser._prefill_padded
+    prefilled = []
+
+    def spy(prefix, prompts, budgets):
+        prefilled.extend(prompts)
+        return real(prefix, prompts, budgets)
+
+    monkeypatch.setattr(paraphraser, "_prefill_padded", spy)
+    together = paraphraser.paraphrase(RESPONSES[:3], 3, seed=4)  # 9 rows of 3 prompts, batches of 4
+    assert len(prefilled) < 9 and len({tuple(p) for p in prefilled}) == 3, "copies are made, not recomputed"
+    one_by_one = [[paraphraser.paraphrase([text], 1, seed=4, first=k).texts[0][0] for k in range(3)]
+                  for text in RESPONSES[:3]]
+    assert together.texts == one_by_one and all(all(row) for row in one_by_one)
+
+
 def test_cached_rows_cost_no_tokens(paraphraser):
     paraphraser.cache = DictCache()
     first = paraphraser.paraphrase(RESPONSES[:2], 1, seed=7)

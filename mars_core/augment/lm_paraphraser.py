@@ -18,6 +18,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -112,13 +114,24 @@ class LMParaphraser(RowParaphraser):
         self._prefix = None  # a run's prefix cache is its own (whether a prefix is reused shapes its numerics)
 
     # -- generation ----------------------------------------------------------------------------
-    def _generate_rows(self, rows: list[Row], instruction: str, seed: int) -> None:
-        """All rows through one continuously batched decode, shortest prompts first."""
-        ids = {r.key: self.prompt_ids(r.text, instruction) for r in rows}
-        source_tokens = {r.text: len(self.tokenizer(r.text, add_special_tokens=False)["input_ids"]) for r in rows}
-        ordered = sorted(rows, key=lambda r: len(ids[r.key]))
-        self._decode([ids[r.key] for r in ordered], [self.config.new_token_budget(source_tokens[r.text]) for r in ordered],
-                     [_row_seed(seed, r.key) for r in ordered], ordered, anchor=self.template_prefix(instruction))
+    def _generate_stream(self, pull: Callable[[], list[Row]], push: Callable[[Row], None], instruction: str,
+                         seed: int) -> None:
+        """Every row ``pull`` gives through one continuously batched decode: rows asked while others decode
+        join the running batch (shortest prompts first), and each row goes to ``push`` as it ends."""
+        anchor = self.template_prefix(instruction)
+        tokens_of: dict[str, int] = {}
+        prompt_of: dict[str, list[int]] = {}
+
+        def decodable(rows: list[Row]) -> Work:
+            for r in rows:
+                if r.text not in prompt_of:
+                    prompt_of[r.text] = self.prompt_ids(r.text, instruction)
+                    tokens_of[r.text] = len(self.tokenizer(r.text, add_special_tokens=False)["input_ids"])
+            return Work([prompt_of[r.text] for r in rows], [self.config.new_token_budget(tokens_of[r.text]) for r in rows],
+                        [_row_seed(seed, r.key) for r in rows], rows)
+
+        if rows := pull():
+            self._decode(decodable(rows), anchor=anchor, more=lambda: decodable(pull()), finished=push)
 
     def _after_step(self) -> None:
         """Called after every decoding step (a seam for tests that slow the model down on purpose)."""
@@ -205,26 +218,58 @@ class LMParaphraser(RowParaphraser):
         cascade = Cascade(prefix, starts=starts.to(self.device), ends=(width + torch.tensor(budgets)).to(self.device))
         return cascade, self._forward(cascade, ids, positions), positions[:, -1] + 1
 
-    def _decode(self, prompts: list[list[int]], budgets: list[int], seeds: list[int], rows: list[Row],
-                anchor: list[int] | None = None) -> None:
+    def _decode(self, work: Work, anchor: list[int] | None = None, more: Callable[[], Work] | None = None,
+                finished: Callable[[Row], None] | None = None) -> None:
         """Continuous batching: up to ``batch_size`` rows decode together, and when rows finish, waiting
         rows take their places (prefilled together, then joined), so long rows no longer decode alone
-        at the end of every batch. An error costs only the rows in flight; a time limit that grows
-        with the token budgets of the rows admitted stops the rows in flight and keeps every finished row.
+        at the end of every batch. ``more()`` (a stream) is asked for further rows whenever the batch has
+        room; ``finished(row)`` hears of each row as it ends or fails. An error costs only the rows in
+        flight; a time limit that grows with the token budgets of the rows admitted stops the rows in
+        flight and keeps every finished row.
         """
         cfg = self.config
-        prefix = self._shared_prefix(prompts, anchor)
-        waiting = list(range(len(prompts)))[::-1]  # pop() takes the next row
-        gens = {i: torch.Generator().manual_seed(s) for i, s in enumerate(seeds)}
-        outputs: dict[int, list[int]] = {i: [] for i in range(len(prompts))}
+        prompts: list[list[int]] = []
+        budgets: list[int] = []
+        seeds: list[int] = []
+        rows: list[Row] = []
+        outputs: dict[int, list[int]] = {}
+        gens: dict[int, torch.Generator] = {}
+        waiting: list[int] = []  # longest first: pop() takes the shortest waiting prompt
+        deferred: list[int] = []  # rows asked later whose prompt does not start with this decode's prefix
+        prefix = self._shared_prefix(work.prompts, anchor)
+        shared = list(prefix.tokens)
+
+        def add(new: Work) -> None:
+            first = len(prompts)
+            prompts.extend(new.prompts)
+            budgets.extend(new.budgets)
+            seeds.extend(new.seeds)
+            rows.extend(new.rows)
+            for i in range(first, len(prompts)):
+                gens[i], outputs[i] = torch.Generator().manual_seed(seeds[i]), []
+                (waiting if prompts[i][:len(shared)] == shared else deferred).append(i)
+            waiting.sort(key=lambda i: (-len(prompts[i]), -i))
+
+        def end(i: int) -> None:
+            if finished is not None:
+                finished(rows[i])
+
+        add(work)
         active: list[int] = []
         cascade = logits = next_pos = None
         deadline = time.perf_counter() + 5.0
         with torch.inference_mode():
-            while waiting or active:
+            while True:
+                free = cfg.batch_size - len(active)
+                room = not active or free >= max(1, cfg.batch_size // 4)
+                if more is not None and room and len(waiting) < free:
+                    asking = time.perf_counter()
+                    add(more())  # the caller's time (judging what came back) is not the rows' time
+                    deadline += time.perf_counter() - asking
+                if not waiting and not active:
+                    break
                 try:
-                    free = cfg.batch_size - len(active)
-                    if waiting and (not active or free >= max(1, cfg.batch_size // 4)):
+                    if waiting and room:
                         new = sorted((waiting.pop() for _ in range(min(free, len(waiting)))),
                                      key=lambda i: len(prompts[i]))  # shortest first: see _prefill
                         admitted, active = active, active + new  # the new rows are in flight from here on
@@ -245,11 +290,14 @@ class LMParaphraser(RowParaphraser):
                         if ended or len(outputs[i]) >= budgets[i]:
                             rows[i].raw = self._text(outputs[i], ended)
                             rows[i].tokens = len(outputs[i])
+                            end(i)
                         else:
                             keep.append(j)
                     self._after_step()
                     if time.perf_counter() > deadline and keep:
                         self._stop([active[j] for j in keep], rows, outputs)
+                        for j in keep:
+                            end(active[j])
                         active, deadline = [], time.perf_counter() + 5.0
                         continue
                     if len(keep) < len(active):  # finished rows leave the batch and their buffers
@@ -267,7 +315,11 @@ class LMParaphraser(RowParaphraser):
                     for i in active:
                         if rows[i].raw is None:
                             rows[i].error = f"{type(err).__name__}: {err}"
+                            end(i)
                     active = []
+        if deferred:  # (not seen: every prompt starts with the template's prefix) in a decode of their own
+            self._decode(Work([prompts[i] for i in deferred], [budgets[i] for i in deferred],
+                              [seeds[i] for i in deferred], [rows[i] for i in deferred]), anchor, more, finished)
 
     def _stop(self, stopped: list[int], rows: list[Row], outputs: dict[int, list[int]]) -> None:
         limit = self.config.seconds_per_token
@@ -278,6 +330,16 @@ class LMParaphraser(RowParaphraser):
     def _text(self, tokens: list[int], ended: bool) -> str:
         text = self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
         return text if ended else trim_unfinished(text)
+
+
+@dataclass
+class Work:
+    """Rows to decode with what decoding needs of each: prompt tokens, token budget, random seed."""
+
+    prompts: list[list[int]]
+    budgets: list[int]
+    seeds: list[int]
+    rows: list[Row]
 
 
 def sample_tokens(logits: torch.Tensor, generators: list[torch.Generator], temperature: float, top_p: float,

@@ -20,7 +20,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -281,6 +281,28 @@ class Row:
     tokens: int = 0
 
 
+@dataclass(frozen=True)
+class Ask:
+    """A row a feed wants: row ``index`` of ``text``; ``tag`` is the feed's own, handed back with the row."""
+
+    text: str
+    index: int
+    tag: object = None
+
+
+class RowFeed(Protocol):
+    """Rows asked while others are being generated (``RowParaphraser.paraphrase_stream``).
+
+    ``more()`` is called whenever the engine has room: the rows wanted now ([] when none; the engine asks
+    again after any row is delivered, and stops when nothing is in flight and nothing more is asked).
+    ``deliver`` hands back every asked row exactly once: its text after extraction ("" if it failed) and,
+    when it failed, why."""
+
+    def more(self) -> list[Ask]: ...
+
+    def deliver(self, ask: Ask, text: str, failure: str | None) -> None: ...
+
+
 def _per_text(value: int | Sequence[int], count: int, what: str) -> list[int]:
     values = [int(value)] * count if isinstance(value, int) else [int(v) for v in value]
     if len(values) != count:
@@ -290,11 +312,29 @@ def _per_text(value: int | Sequence[int], count: int, what: str) -> list[int]:
     return values
 
 
+class _Batch:
+    """The feed of one ``paraphrase`` call: every row asked at once, the texts collected in call order."""
+
+    def __init__(self, texts: Sequence[str], counts: list[int], starts: list[int]) -> None:
+        self.asks = [Ask(text, start + j, (i, j)) for i, (text, count, start) in enumerate(zip(texts, counts, starts))
+                     for j in range(count)]
+        self.texts = [[""] * count for count in counts]
+
+    def more(self) -> list[Ask]:
+        asks, self.asks = self.asks, []
+        return asks
+
+    def deliver(self, ask: Ask, text: str, failure: str | None) -> None:  # noqa: ARG002 - reported by the stream
+        i, j = ask.tag
+        self.texts[i][j] = text
+
+
 class RowParaphraser:
     """Shared machinery: expand a call into rows, serve cached rows, generate the rest, extract.
 
     Subclasses set ``name``, ``config`` (with ``instruction``) and implement ``_generate_rows``, which
-    fills ``raw`` (and ``tokens``) or ``error`` of each row it is given and never raises for one bad row.
+    fills ``raw`` (and ``tokens``) or ``error`` of each row it is given and never raises for one bad row;
+    an engine that can take rows while others decode implements ``_generate_stream`` instead.
     A loaded paraphraser is shared read-only between runs: each run works through ``for_run(its cache)``,
     and generation into the shared model is serialised by one lock.
     """
@@ -341,47 +381,77 @@ class RowParaphraser:
         self, texts: Sequence[str], n: int | Sequence[int], seed: int, *,
         first: int | Sequence[int] = 0, instruction: str | None = None,
     ) -> ParaphraseResult:
+        batch = _Batch(texts, _per_text(n, len(texts), "n"), _per_text(first, len(texts), "first"))
+        result = self.paraphrase_stream(batch, seed, instruction=instruction)
+        result.texts = batch.texts
+        return result
+
+    def paraphrase_stream(self, feed: RowFeed, seed: int, *, instruction: str | None = None) -> ParaphraseResult:
+        """Every row ``feed`` asks for, asked while others are in flight (see RowFeed); the result's tallies
+        cover the whole stream and its ``texts`` stay empty (the feed received them).
+
+        Why a stream: a caller that decides what to ask next from what came back (selection.py retries the
+        units whose candidates all failed the filters) need not wait for the slowest row of a round; its
+        retries join the running batch. Cached rows are delivered at once, a row asked twice is generated
+        once, and a row the engine never returned is delivered as failed, so no caller waits for it."""
         instruction = self.instruction if instruction is None else instruction
         if not instruction.strip():
             raise ValueError("instruction must not be empty")
-        counts = _per_text(n, len(texts), "n")
-        starts = _per_text(first, len(texts), "first")
         started = time.perf_counter()
-        rows: dict[str, Row] = {}
-        layout: list[list[str]] = []
-        for text, count, start in zip(texts, counts, starts):
-            keys = []
-            for index in range(start, start + count):
-                key = row_key(self.name, instruction, seed, text, index)
-                rows.setdefault(key, Row(text, index, key))
-                keys.append(key)
-            layout.append(keys)
-        hits = 0
-        todo = []
-        for row in rows.values():
-            cached = self.cache.get(row.key) if self.cache is not None else None
-            if cached:
-                row.raw, hits = cached[0], hits + 1
-            else:
-                todo.append(row)
-        if todo:
-            with self._generating:
-                self._generate_rows(todo, instruction, seed)
-            for row in todo:
-                if row.raw is not None and self.cache is not None:
+        result = ParaphraseResult(texts=[])
+        asked: dict[str, list[Ask]] = {}  # key -> the asks waiting for that row
+
+        def pull() -> list[Row]:
+            while asks := feed.more():
+                new = []
+                for ask in asks:
+                    key = row_key(self.name, instruction, seed, ask.text, ask.index)
+                    if key in asked:
+                        asked[key].append(ask)
+                        continue
+                    cached = self.cache.get(key) if self.cache is not None else None
+                    if cached:
+                        result.cache_hits += 1
+                        result.generations += 1
+                        feed.deliver(ask, extract_paraphrase(cached[0], ask.text), None)
+                    else:
+                        asked[key] = [ask]
+                        new.append(Row(ask.text, ask.index, key))
+                if new:
+                    return new
+            return []  # nothing asked, or only cached rows and then nothing
+
+        def push(row: Row) -> None:
+            failure = None
+            if row.raw is not None:
+                if self.cache is not None:
                     self.cache.put(row.key, [row.raw])
-        extracted = {k: extract_paraphrase(r.raw, r.text) if r.raw is not None else "" for k, r in rows.items()}
-        failures = [(r.text, r.error or "no output") for r in todo if r.raw is None]
-        for text, why in failures[:3]:
-            logger.warning("paraphrase row failed for %r: %s", text[:60], why)
-        return ParaphraseResult(
-            texts=[[extracted[k] for k in keys] for keys in layout],
-            failures=failures,
-            generations=sum(r.raw is not None for r in rows.values()),
-            tokens=sum(r.tokens for r in todo),
-            seconds=time.perf_counter() - started,
-            cache_hits=hits,
-        )
+                result.generations += 1
+                result.tokens += row.tokens
+                text = extract_paraphrase(row.raw, row.text)
+            else:
+                failure, text = row.error or "no output", ""
+                result.failures.append((row.text, failure))
+                if len(result.failures) <= 3:
+                    logger.warning("paraphrase row failed for %r: %s", row.text[:60], failure)
+            for ask in asked.pop(row.key, []):
+                feed.deliver(ask, text, failure)
+
+        with self._generating:
+            self._generate_stream(pull, push, instruction, seed)
+        for key in list(asked):  # an engine that lost a row: the feed must not wait for it
+            push(Row(asked[key][0].text, -1, key, error="the engine returned no output for this row"))
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _generate_stream(self, pull: Callable[[], list[Row]], push: Callable[[Row], None], instruction: str,
+                         seed: int) -> None:
+        """Rows from ``pull`` until it has none, each handed to ``push`` when produced or failed. This default
+        generates what one pull gave, then pulls again (rounds); a continuously batching engine overrides it."""
+        while rows := pull():
+            self._generate_rows(rows, instruction, seed)
+            for row in rows:
+                push(row)
 
     def _generate_rows(self, rows: list[Row], instruction: str, seed: int) -> None:
         raise NotImplementedError
@@ -437,8 +507,10 @@ __all__ = [
     "ParaphraseCache",
     "ParaphraseResult",
     "Paraphraser",
+    "Ask",
     "PlainParaphraser",
     "Row",
+    "RowFeed",
     "RowParaphraser",
     "chat_messages",
     "check_template",

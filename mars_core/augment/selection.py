@@ -5,10 +5,13 @@ response (a pair allocated c units gets up to c paraphrases, split between its t
 ``split_sides``). To fill a unit the Step asks the paraphraser for ``candidates_per_unit`` candidates,
 runs the filters on all of them and keeps the passing candidate most similar to its source (meaning
 first: the filters' band already rules out near copies); units still empty get further rounds until
-``generations_per_unit`` LM generations have been spent on them. LM generations are reported next to
-the kept count (``generations``, per epoch ``paraphrases_generated`` and ``generations_per_kept``), so
-strategies that spend the same budget can still be compared at equal LM cost. A unit that stays empty
-after its cap is not charged: the run's budget counts kept paraphrases.
+``generations_per_unit`` LM generations have been spent on them. A unit's next round is asked as soon
+as its own candidates are judged, not when every unit's are: with a streaming paraphraser (the
+in-process engine) its rows join the running batch, so a Step no longer waits for each round's
+slowest row. LM generations are reported next to the kept count (``generations``, per epoch
+``paraphrases_generated`` and ``generations_per_kept``), so strategies that spend the same budget can
+still be compared at equal LM cost. A unit that stays empty after its cap is not charged: the run's
+budget counts kept paraphrases.
 
 Row indices: request i's candidates are rows ``first[i], first[i] + 1, ...`` of its text (see
 paraphraser.row_key), so the k-th candidate of a text is the same whichever strategy or epoch asks.
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mars_core.augment.filters import Candidate, FilterConfig, ParaphraseRequest, filter_candidates
-from mars_core.augment.paraphraser import Paraphraser
+from mars_core.augment.paraphraser import Ask, Paraphraser, ParaphraseResult
 
 NOT_SELECTED = "not_selected"  # passed every filter, but the unit was already filled by a better candidate
 
@@ -36,9 +39,9 @@ class Selection:
     generations: int = 0  # LM rows produced (cache hits included)
     tokens: int = 0
     seconds: float = 0.0
-    filter_seconds: float = 0.0  # judging candidates and picking the best, between the rounds
+    filter_seconds: float = 0.0  # judging candidates and picking the best, while rows are generated
     cache_hits: int = 0
-    rounds: int = 0
+    rounds: int = 0  # 1 + retries of the unit retried most (streamed or not: the same count)
     requested_rows: int = 0  # rows asked of the paraphraser, failed ones included (check_paraphrase_failures)
     failures: list[tuple[str, str]] = field(default_factory=list)
 
@@ -73,47 +76,118 @@ def select_paraphrases(
 ) -> Selection:
     """Fill ``counts[i]`` units of each request with kept paraphrases; see the module docstring.
 
-    ``on_round(units_filled, units_total)`` is called after each round (progress). Candidates keep
-    their global row index as ``candidate_index``.
+    A request is judged as soon as all its rows are back, and its retry is asked then: a paraphraser that
+    streams (``paraphrase_stream``, the in-process engine) decodes it while other requests' rows are still
+    in flight; any other paraphraser gets one call per round of the requests that are ready. Which rows a
+    request gets, and which are kept, depend on its own candidates only, so both ways choose the same.
+    ``on_round(units_filled, units_total)`` is called whenever that count changes (progress). Candidates
+    keep their global row index as ``candidate_index``.
     """
     if len(requests) != len(counts):
         raise ValueError(f"{len(requests)} requests but {len(counts)} counts")
-    starts = list(first) if first is not None else [0] * len(requests)
-    outputs: list[list[str]] = [[] for _ in requests]
-    caps = [int(c) * generations_per_unit for c in counts]
+    units = _Units(requests, counts, list(first) if first is not None else [0] * len(requests), encoder, filters,
+                   candidates_per_unit, generations_per_unit, on_round)
     result = Selection(candidates=[])
-    total_units = int(sum(counts))
-    filled = [0] * len(requests)
     while True:
-        ask = [0] * len(requests)
-        for i, c in enumerate(counts):
-            need = int(c) - filled[i]
-            if need > 0:
-                ask[i] = min(need * candidates_per_unit, caps[i] - len(outputs[i]))
-        todo = [i for i, a in enumerate(ask) if a > 0]
-        if not todo:
-            break
-        got = paraphraser.paraphrase([requests[i].text for i in todo], [ask[i] for i in todo], seed,
-                                     first=[starts[i] + len(outputs[i]) for i in todo])
-        result.rounds += 1
+        stream = getattr(paraphraser, "paraphrase_stream", None)
+        got = stream(units, seed) if stream is not None else _in_rounds(paraphraser, units, seed)
         result.generations += got.generations
-        result.requested_rows += sum(ask)
         result.tokens += got.tokens
         result.seconds += got.seconds
         result.cache_hits += got.cache_hits
         result.failures += got.failures
-        for i, texts in zip(todo, got.texts):
-            outputs[i] += list(texts) + [""] * (ask[i] - len(texts))
-        judging = time.perf_counter()
-        result.candidates = _select(judge(requests, outputs, encoder, filters), requests, counts, starts)
-        result.filter_seconds += time.perf_counter() - judging
-        filled = [0] * len(requests)
-        slot = {(r.pair_id, r.side): i for i, r in enumerate(requests)}
-        for cand in result.kept:
-            filled[slot[(cand.pair_id, cand.side)]] += 1
-        if on_round is not None:
-            on_round(sum(filled), total_units)
+        if not units.more_to_judge():
+            break
+    result.candidates = [cand for judged in units.judged for cand in judged]
+    result.filter_seconds, result.rounds, result.requested_rows = units.judge_seconds, max(units.times_asked, default=0), units.requested
     return result
+
+
+class _Units:
+    """The feed of one selection (paraphraser.RowFeed): per request, the rows asked and returned, and its
+    latest judgement; ``more()`` judges the requests whose rows are all back and asks their retries."""
+
+    def __init__(self, requests: Sequence[ParaphraseRequest], counts: Sequence[int], starts: list[int], encoder,
+                 filters: FilterConfig, candidates_per_unit: int, generations_per_unit: int,
+                 on_round: Callable[[int, int], None] | None) -> None:
+        self.requests, self.counts, self.starts = requests, [int(c) for c in counts], starts
+        self.encoder, self.filters, self.per_unit, self.on_round = encoder, filters, candidates_per_unit, on_round
+        self.caps = [c * generations_per_unit for c in self.counts]
+        self.outputs: list[list[str | None]] = [[] for _ in requests]  # None: asked, not back yet
+        self.pending = [0] * len(requests)
+        self.ready = set(range(len(requests)))  # every row back, not judged since
+        self.judged: list[list[Candidate]] = [[] for _ in requests]
+        self.filled = [0] * len(requests)
+        self.times_asked = [0] * len(requests)
+        self.requested = 0
+        self.judge_seconds = 0.0
+
+    def more_to_judge(self) -> bool:
+        return bool(self.ready)
+
+    def more(self) -> list[Ask]:
+        ready, self.ready = sorted(self.ready), set()
+        self._judge([i for i in ready if self.outputs[i]])
+        asks = []
+        for i in ready:
+            need = self.counts[i] - self.filled[i]
+            ask = min(need * self.per_unit, self.caps[i] - len(self.outputs[i])) if need > 0 else 0
+            if ask > 0:
+                row = self.starts[i] + len(self.outputs[i])
+                asks += [Ask(self.requests[i].text, row + k, (i, len(self.outputs[i]) + k)) for k in range(ask)]
+                self.outputs[i] += [None] * ask
+                self.pending[i] += ask
+                self.times_asked[i] += 1
+        self.requested += len(asks)
+        return asks
+
+    def deliver(self, ask: Ask, text: str, failure: str | None) -> None:  # noqa: ARG002 - the stream reports it
+        i, slot = ask.tag
+        self.outputs[i][slot] = text
+        self.pending[i] -= 1
+        if self.pending[i] == 0:
+            self.ready.add(i)
+
+    def _judge(self, which: list[int]) -> None:
+        if not which:
+            return
+        started = time.perf_counter()
+        requests = [self.requests[i] for i in which]
+        candidates = judge(requests, [self.outputs[i] for i in which], self.encoder, self.filters)
+        _select(candidates, requests, [self.counts[i] for i in which], [self.starts[i] for i in which])
+        slot = {(self.requests[i].pair_id, self.requests[i].side): i for i in which}
+        for i in which:
+            self.judged[i] = []
+        for cand in candidates:
+            self.judged[slot[(cand.pair_id, cand.side)]].append(cand)
+        before = sum(self.filled)
+        for i in which:
+            self.filled[i] = sum(c.kept for c in self.judged[i])
+        self.judge_seconds += time.perf_counter() - started
+        if self.on_round is not None and sum(self.filled) != before:
+            self.on_round(sum(self.filled), sum(self.counts))
+
+
+def _in_rounds(paraphraser: Paraphraser, units: _Units, seed: int) -> ParaphraseResult:
+    """A paraphraser that cannot stream: one ``paraphrase`` call per round of asks, each request's rows
+    asked as (text, how many, first row)."""
+    total = ParaphraseResult(texts=[])
+    while asks := units.more():
+        groups: dict[int, list[Ask]] = {}
+        for ask in asks:
+            groups.setdefault(ask.tag[0], []).append(ask)
+        runs = list(groups.values())
+        got = paraphraser.paraphrase([run[0].text for run in runs], [len(run) for run in runs], seed,
+                                     first=[run[0].index for run in runs])
+        for run, texts in zip(runs, got.texts):
+            for ask, text in zip(run, list(texts) + [""] * (len(run) - len(texts))):
+                units.deliver(ask, text, None)
+        total.generations += got.generations
+        total.tokens += got.tokens
+        total.seconds += got.seconds
+        total.cache_hits += got.cache_hits
+        total.failures += got.failures
+    return total
 
 
 def _select(candidates: list[Candidate], requests: Sequence[ParaphraseRequest], counts: Sequence[int],

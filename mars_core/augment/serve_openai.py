@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from mars_core.augment.lm_paraphraser import LMParaphraser
+from mars_core.augment.lm_paraphraser import LMParaphraser, Work
 from mars_core.augment.paraphraser import ParaphraseConfig, Row
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def lm_backend(paraphraser: LMParaphraser) -> Backend:
         row = Row(text="", index=0, key="served")
         budget = max(1, min(int(body.get("max_tokens") or 128), paraphraser.config.max_new_tokens))
         with lock:
-            paraphraser._decode([ids], [budget], [int(body.get("seed") or 0)], [row])
+            paraphraser._decode(Work([ids], [budget], [int(body.get("seed") or 0)], [row]))
         if row.raw is None:
             raise RuntimeError(row.error or "no output")
         return row.raw

@@ -26,6 +26,7 @@ from mars_core.augment.paraphraser import (
     Paraphraser,
     ParaphraseResult,
     PlainParaphraser,
+    RowFeed,
     RowParaphraser,
 )
 from mars_core.data.toy import ToyParaphraser
@@ -97,6 +98,9 @@ class LazyParaphraser:
         if not texts:
             return ParaphraseResult(texts=[])
         return self.model().paraphrase(texts, n, seed, first=first, instruction=instruction)
+
+    def paraphrase_stream(self, feed: RowFeed, seed: int, *, instruction: str | None = None) -> ParaphraseResult:
+        return self.model().paraphrase_stream(feed, seed, instruction=instruction)
 
 
 def build_reward_model(config: RunConfig, store: Store | None = None, encoder: TextEncoder | None = None) -> RewardModel:

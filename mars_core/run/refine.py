@@ -49,8 +49,8 @@ from mars_core.store.sqlite import EpochRecord, MarginRow, ParaphraseRecord, Sto
 #   scoring        margins the allocation sees (cross-fitted or in-sample) and each pair's curvature
 #   allocating     budget units per pair, split into per-side paraphrase requests
 #   loading paraphraser  the language model's first load in this job (only when it has units to fill)
-#   generating     the paraphraser's rounds (LM generation or cache reads); progress counts units filled
-#   filtering      the filters judging each round's candidates, and picking the best per unit
+#   generating     the paraphraser's rows, retries streamed in (LM generation or cache reads); progress counts units filled
+#   filtering      the filters judging each unit's candidates as they come back, and picking the best per unit
 #   crossing       stored records of every candidate, and the kept ones crossed into new pairs
 #   sharpening     contrast rewrites (semantic strategy only)
 #   added curvature  the added pairs' curvature under the model that chose them
@@ -235,7 +235,7 @@ class RefinementRun:
                 first=[inputs.rows_used.get((r.pair_id, r.side), 0) for r in requests],
                 on_round=lambda filled, total: progress("generating", filled, total),
             ))
-        timer.split("generating", "filtering", selection.filter_seconds)  # the filters ran between the rounds
+        timer.split("generating", "filtering", selection.filter_seconds)  # the filters ran meanwhile
         check_paraphrase_failures(selection, cfg.refine.max_failed_share)  # failure is not a result
 
         with timer("crossing"):

@@ -14,9 +14,11 @@ import time
 import pytest
 import torch
 
+from mars_core.augment.filters import FilterConfig, ParaphraseRequest
 from mars_core.augment.int8_linear import Int8Linear, int8_matmul_works
 from mars_core.augment.lm_paraphraser import LMParaphraser, lm_name, precision
 from mars_core.augment.paraphraser import ParaphraseConfig, Paraphraser
+from mars_core.augment.selection import select_paraphrases
 from mars_core.augment.serve_openai import lm_backend
 from tests.dict_cache import DictCache
 
@@ -37,10 +39,11 @@ class SlowLMParaphraser(LMParaphraser):
 
     delay_s = 0.0
     steps = 0
+    stall_at, stall_s = -1, 0.0  # one long pause after that step (a machine that stalls once)
 
     def _after_step(self) -> None:
         self.steps += 1
-        time.sleep(self.delay_s)
+        time.sleep(self.delay_s + (self.stall_s if self.steps == self.stall_at else 0.0))
 
 
 @pytest.fixture(scope="session")
@@ -51,9 +54,10 @@ def slow_paraphraser() -> SlowLMParaphraser:
 @pytest.fixture
 def paraphraser(slow_paraphraser: SlowLMParaphraser):
     """The session's model with its settings restored after each test."""
-    slow_paraphraser.delay_s, slow_paraphraser.cache = 0.0, None
+    slow_paraphraser.delay_s, slow_paraphraser.cache, slow_paraphraser.stall_at = 0.0, None, -1
     yield slow_paraphraser
     slow_paraphraser.config, slow_paraphraser.delay_s, slow_paraphraser.cache = SMALL, 0.0, None
+    slow_paraphraser.stall_at = -1
 
 
 def test_real_paraphrases_are_nonempty_and_close_to_their_sources(paraphraser, text_encoder):
@@ -196,6 +200,30 @@ def test_a_texts_rows_share_one_prefill_and_equal_the_rows_made_one_by_one(parap
     assert together.texts == one_by_one and all(all(row) for row in one_by_one)
 
 
+def test_streamed_retries_join_the_running_batch_and_choose_what_rounds_choose(paraphraser, text_encoder,
+                                                                             monkeypatch):
+    """Float32 rows do not depend on their batch, so the streamed selection must equal one round at a time."""
+    requests = [ParaphraseRequest(f"p{i}", "chosen", text, RESPONSES[(i + 1) % 4]) for i, text in enumerate(RESPONSES)]
+    strict = FilterConfig(min_similarity=0.95)  # most candidates fail: several retries per unit
+
+    class RoundsOnly:  # the same model seen through the plain protocol: one call per round
+        name = paraphraser.name
+        paraphrase = paraphraser.paraphrase
+
+    decodes = []
+    real = paraphraser._decode
+    monkeypatch.setattr(paraphraser, "_decode", lambda work, *a, **k: (decodes.append(len(work.rows)),
+                                                                       real(work, *a, **k))[1])
+    rounds = select_paraphrases(RoundsOnly(), requests, [1] * 4, text_encoder, strict, 2, 6, seed=11)
+    in_rounds, decodes[:] = list(decodes), []
+    streamed = select_paraphrases(paraphraser, requests, [1] * 4, text_encoder, strict, 2, 6, seed=11)
+    assert rounds.rounds >= 3 and len(in_rounds) == rounds.rounds, "the strict filters must force retries"
+    assert len(decodes) == 1 and decodes[0] < streamed.requested_rows, "retries joined the one running decode"
+    assert [(c.pair_id, c.candidate_index, c.text, c.reasons) for c in streamed.candidates] == \
+        [(c.pair_id, c.candidate_index, c.text, c.reasons) for c in rounds.candidates]
+    assert (streamed.generations, streamed.requested_rows) == (rounds.generations, rounds.requested_rows)
+
+
 def test_cached_rows_cost_no_tokens(paraphraser):
     paraphraser.cache = DictCache()
     first = paraphraser.paraphrase(RESPONSES[:2], 1, seed=7)
@@ -212,12 +240,15 @@ def test_another_instruction_goes_through_the_same_machinery(paraphraser):
 
 
 def test_under_load_a_step_gets_slower_never_emptier(paraphraser):
+    paraphraser.steps = 0
     fast = paraphraser.paraphrase(RESPONSES, 1, seed=9)
-    paraphraser.delay_s, paraphraser.steps = 0.05, 0  # several times the model's own step time here
-    paraphraser.config = dataclasses.replace(SMALL, seconds_per_token=0.06)
+    step_s = fast.seconds / paraphraser.steps  # this machine's own step time now (a busy CI machine's too)
+    paraphraser.delay_s, paraphraser.steps = 0.05 + 2 * step_s, 0  # a machine three times slower, and more
+    # the limit per token of budget: above the slowed step, far below the default 0.5 s
+    paraphraser.config = dataclasses.replace(SMALL, seconds_per_token=0.01 + paraphraser.delay_s + step_s)
     started = time.perf_counter()
     slow = paraphraser.paraphrase(RESPONSES, 1, seed=9)
-    assert time.perf_counter() - started >= paraphraser.steps * 0.05 > 0  # it really was slowed down
+    assert time.perf_counter() - started >= paraphraser.steps * paraphraser.delay_s > 0  # it really was slowed
     assert slow.texts == fast.texts and not slow.failures  # the limit scales with tokens: nothing is lost
 
 
@@ -226,8 +257,10 @@ def test_a_batch_past_its_limit_keeps_the_rows_it_finished(paraphraser):
     paraphraser.config = dataclasses.replace(SMALL, temperature=0.0, max_new_tokens=80)
     reference = paraphraser.paraphrase(texts, 1, seed=0)
     assert reference.texts[1][0] and not reference.failures
-    paraphraser.delay_s = 0.2
+    short = paraphraser.paraphrase(texts[:1], 1, seed=0).tokens  # the step the short row ends at
     paraphraser.config = dataclasses.replace(paraphraser.config, seconds_per_token=0.001)  # limit ~5 s
+    paraphraser.stall_at, paraphraser.stall_s = short, 6.0  # right after it: past the limit, however fast the steps
+    paraphraser.steps = 0
     cut = paraphraser.paraphrase(texts, 1, seed=0)
     assert cut.texts[0] == reference.texts[0], "the short row finished before the limit and is kept"
     assert cut.texts[1] == [""] and len(cut.failures) == 1

@@ -1,7 +1,8 @@
 """Budget units to kept paraphrases: over-generation, the best passing candidate kept, retries, row indices.
 
-Plumbing tests: a stub bag-of-words encoder and a scripted paraphraser (a real implementation of the
-protocol whose row k of a text is fixed in advance), so every count below is known exactly.
+Plumbing tests: a stub bag-of-words encoder and scripted paraphrasers (real implementations of the
+protocol whose row k of a text is fixed in advance), so every count below is known exactly. The streamed
+one runs the real stream machinery (RowParaphraser: cache, delivery) with an engine of one slot.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mars_core.augment.filters import FilterConfig, ParaphraseRequest
-from mars_core.augment.paraphraser import ParaphraseResult
+from mars_core.augment.paraphraser import ParaphraseResult, RowParaphraser
 from mars_core.augment.selection import NOT_SELECTED, select_paraphrases
 
 
@@ -118,3 +119,69 @@ def test_nothing_asked_nothing_generated():
     para = ScriptedParaphraser({})
     got = select(para, counts=(0,))
     assert got.candidates == [] and got.generations == 0 and para.calls == []
+
+
+class StreamedScript(RowParaphraser):
+    """The script's rows through RowParaphraser's stream, made one at a time in the order asked (an engine
+    with one slot that takes rows while others wait); ``log`` says when each row was asked and made, and
+    ``lose`` rows are taken but never handed back (an engine bug)."""
+
+    name = "streamed-script"
+
+    def __init__(self, script: dict[str, list[str]], cache=None, lose: set[tuple[str, int]] = frozenset()) -> None:
+        super().__init__("Paraphrase.", cache)
+        self.script, self.lose, self.log = script, lose, []
+
+    def _generate_stream(self, pull, push, instruction, seed) -> None:
+        queue = []
+        while True:
+            new = pull()
+            self.log += [("asked", r.text, r.index) for r in new]
+            queue += new
+            if not queue:
+                return
+            row = queue.pop(0)
+            if (row.text, row.index) in self.lose:
+                continue
+            row.raw, row.tokens = (self.script.get(row.text, []) + [""] * (row.index + 1))[row.index], 10
+            push(row)
+            self.log.append(("made", row.text, row.index))
+
+
+BIRD = "a small bird sang in the old tree near the river"
+TWO = {SRC: [OFF, OFF, OFF, CLOSE, FAIR], BIRD: ["a small bird sang in the old tree by the river", OFF]}
+
+
+def summary(got):
+    return ([(c.pair_id, c.candidate_index, c.text, c.reasons) for c in got.candidates],
+            got.generations, got.requested_rows, len(got.failures))
+
+
+def test_a_streaming_paraphraser_retries_a_unit_before_the_other_units_rows_are_back_and_keeps_the_same():
+    requests = [request(), request(BIRD, "p2")]
+    rounds = select(ScriptedParaphraser(TWO), candidates=2, cap=6, counts=(1, 1), requests=requests)
+    streamed = StreamedScript(TWO)
+    got = select(streamed, candidates=2, cap=6, counts=(1, 1), requests=requests)
+    assert summary(got) == summary(rounds) and [c.text for c in got.kept] == [CLOSE, TWO[BIRD][0]]
+    assert got.tokens == 10 * got.generations == 60
+    log = streamed.log
+    assert log.index(("asked", SRC, 2)) < log.index(("made", BIRD, 1)), "the retry did not wait for the round"
+
+
+def test_a_streamed_selection_served_from_the_cache_makes_nothing_and_keeps_the_same():
+    from tests.dict_cache import DictCache
+
+    requests, cache = [request(), request(BIRD, "p2")], DictCache()
+    first = select(StreamedScript(TWO, cache), candidates=2, cap=6, counts=(1, 1), requests=requests)
+    again_engine = StreamedScript(TWO, cache)
+    again = select(again_engine, candidates=2, cap=6, counts=(1, 1), requests=requests)
+    assert summary(again) == summary(first) and again.cache_hits == again.generations == 6
+    assert again.tokens == 0 and again_engine.log == []
+
+
+def test_a_row_the_engine_never_returns_is_a_failure_and_its_unit_is_retried():
+    streamed = StreamedScript({SRC: [CLOSE, OFF, CLOSE]}, lose={(SRC, 0)})
+    got = select(streamed, candidates=1, cap=6)
+    assert [c.candidate_index for c in got.kept] == [2]
+    assert [why for _, why in got.failures] == ["the engine returned no output for this row"]
+    assert got.requested_rows == 3 and got.generations == 2

@@ -143,7 +143,7 @@ def test_auto_precision_is_int8_on_a_cpu_that_multiplies_int8_and_float32_where_
     assert lm_name(dataclasses.replace(auto, device="cpu")) == lm_name(dataclasses.replace(SMALL, dtype="int8"))
 
 
-def test_int8_weights_paraphrase_as_well_name_another_paraphraser_and_repeat_the_same_calls_exactly():
+def test_int8_weights_paraphrase_as_well_name_another_paraphraser_and_repeat_the_same_calls_exactly(text_encoder):
     with pytest.raises(ValueError, match="CPU path"):  # refused before any loading
         LMParaphraser(dataclasses.replace(SMALL, dtype="int8", device="cuda"))
     int8 = LMParaphraser(dataclasses.replace(SMALL, dtype="int8"))
@@ -159,6 +159,14 @@ def test_int8_weights_paraphrase_as_well_name_another_paraphraser_and_repeat_the
     assert int8.for_run(None).paraphrase(RESPONSES, 2, seed=5).texts == together.texts
     alone = int8.for_run(cache).paraphrase(RESPONSES[2:3], 1, seed=5, first=1)
     assert alone.texts[0] == together.texts[2][1:] and alone.tokens == 0 and alone.cache_hits == 1
+    # a streamed selection (retries joining the running batch) replays exactly too
+    requests = [ParaphraseRequest(f"p{i}", "chosen", text, RESPONSES[(i + 1) % 4]) for i, text in enumerate(RESPONSES)]
+    strict = FilterConfig(min_similarity=0.95)
+    streamed = [select_paraphrases(int8.for_run(None), requests, [1] * 4, text_encoder, strict, 2, 6, seed=5)
+                for _ in range(2)]
+    assert streamed[0].rounds >= 2, "the filters must force a retry"
+    assert [(c.candidate_index, c.text, c.reasons) for c in streamed[0].candidates] == \
+        [(c.candidate_index, c.text, c.reasons) for c in streamed[1].candidates]
 
 
 def test_greedy_rows_equal_transformers_generate(paraphraser):

@@ -85,11 +85,13 @@ def select_paraphrases(
     """
     if len(requests) != len(counts):
         raise ValueError(f"{len(requests)} requests but {len(counts)} counts")
+    if not any(int(c) > 0 for c in counts):
+        return Selection(candidates=[])  # nothing to fill: the paraphraser is not asked (a lazy one not loaded)
     units = _Units(requests, counts, list(first) if first is not None else [0] * len(requests), encoder, filters,
                    candidates_per_unit, generations_per_unit, on_round)
     result = Selection(candidates=[])
+    stream = getattr(paraphraser, "paraphrase_stream", None)
     while True:
-        stream = getattr(paraphraser, "paraphrase_stream", None)
         got = stream(units, seed) if stream is not None else _in_rounds(paraphraser, units, seed)
         result.generations += got.generations
         result.tokens += got.tokens
@@ -99,7 +101,9 @@ def select_paraphrases(
         if not units.more_to_judge():
             break
     result.candidates = [cand for judged in units.judged for cand in judged]
-    result.filter_seconds, result.rounds, result.requested_rows = units.judge_seconds, max(units.times_asked, default=0), units.requested
+    result.filter_seconds = units.judge_seconds
+    result.rounds = max(units.times_asked, default=0)
+    result.requested_rows = units.requested
     return result
 
 

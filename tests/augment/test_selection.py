@@ -121,6 +121,15 @@ def test_nothing_asked_nothing_generated():
     assert got.candidates == [] and got.generations == 0 and para.calls == []
 
 
+def test_a_selection_with_nothing_to_fill_never_loads_a_lazy_paraphraser():
+    from mars_core.augment.paraphraser import ParaphraseConfig
+    from mars_core.run.components import LazyParaphraser
+
+    lazy = LazyParaphraser(ParaphraseConfig())
+    assert select(lazy, counts=(0,)).candidates == []
+    assert not lazy.loaded
+
+
 class StreamedScript(RowParaphraser):
     """The script's rows through RowParaphraser's stream, made one at a time in the order asked (an engine
     with one slot that takes rows while others wait); ``log`` says when each row was asked and made, and

@@ -11,6 +11,8 @@ Rows (each on the same texts, n = 1, cache off, best of --repeats passes):
   ours, int8            the same with int8 layers (--paraphrase-dtype int8), where the default is not int8
   ours, int8, batch 32 / ours, int8, 1 thread: one knob changed at a time
   ours, no shared prefix / ours, batch 16|32|64 / ours, 1 thread: one knob changed at a time
+  ours via HTTP         the same model behind serve_openai on 127.0.0.1, asked by the OpenAI client
+                        (concurrency = batch size): what the OpenAI-compatible path costs over in-process
   ct2                   CT2Paraphraser (int8, static prompt prefix, batch 16), same texts, n = 1
   ct2, batch 32 / ct2, batch 48 / ct2, 1 thread: one knob changed at a time
 --engines picks which engines run (default both, each in its own process); --only picks rows by name. The machine is shared, so rows are noisy: compare
@@ -169,6 +171,27 @@ def ct2(para, texts: list[str], **changes) -> dict:
             "texts_s": len(texts) / got.seconds, "failures": len(got.failures)}
 
 
+def over_http(para: LMParaphraser, texts: list[str]) -> dict:
+    """The same model served by serve_openai on a loopback port and asked through OpenAIParaphraser."""
+    import threading
+
+    from mars_core.augment.openai_paraphraser import OpenAIParaphraser
+    from mars_core.augment.serve_openai import lm_backend, make_server
+
+    server = make_server(lm_backend(para))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        client = OpenAIParaphraser(dataclasses.replace(para.config, model=f"openai:{url}#local",
+                                                       concurrency=para.config.batch_size))
+        got = client.paraphrase(texts, 1, seed=0)
+    finally:
+        server.shutdown()
+        server.server_close()
+    return {"tokens": got.tokens, "seconds": got.seconds, "tok_s": got.tokens / got.seconds,
+            "texts_s": len(texts) / got.seconds, "failures": len(got.failures)}
+
+
 def with_threads(threads: int, run):
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -243,7 +266,8 @@ def main() -> None:
             continue
         cases = []
         if para is not None:
-            cases += [("generate()", lambda t=texts: hf_generate(para, t)), ("ours", lambda t=texts: ours(para, t))]
+            cases += [("generate()", lambda t=texts: hf_generate(para, t)), ("ours", lambda t=texts: ours(para, t)),
+                      ("ours via HTTP", lambda t=texts: over_http(para, t))]
             if para32 is not None:
                 cases += [("ours, float32", lambda t=texts: ours(para32, t))]
             if para8 is not None:

@@ -2,7 +2,7 @@
 
 ``--paraphraser openai:BASE_URL#MODEL`` selects it: each row is one POST to BASE_URL/chat/completions
 with the same chat template (system prompt, few-shot examples) as the in-process model, sent from
-``concurrency`` daemon threads, retried with exponential backoff on connection errors, timeouts, 429
+``concurrency`` daemon threads as soon as they are asked (a retry joins the requests in flight), retried with exponential backoff on connection errors, timeouts, 429
 and 5xx answers (``max_retries``). Each request has a time limit sized for one paraphrase
 (seconds_per_token x its max_tokens, at least 10 s), and all of a Step's requests share the Step's
 deadline (``--remote-deadline``, see augment/remote.py): a server that never answers costs a bounded
@@ -24,12 +24,15 @@ import http.client
 import json
 import logging
 import os
+import queue
 import random
 import socket
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
+from collections.abc import Callable
 
 from mars_core.augment import remote
 from mars_core.augment.paraphraser import (
@@ -90,28 +93,35 @@ class OpenAIParaphraser(RowParaphraser):
         """
         return max(self.min_timeout_s, self.config.seconds_per_token * max_tokens)
 
-    def _generate_rows(self, rows: list[Row], instruction: str, seed: int) -> None:
-        """Send the rows from daemon threads; the calling thread waits in short, interruptible slices.
+    def _generate_stream(self, pull: Callable[[], list[Row]], push: Callable[[Row], None], instruction: str,
+                         seed: int) -> None:
+        """Send rows as they are asked, hand back each answer as it arrives (see RowParaphraser.paraphrase_stream).
 
-        Ctrl-C (or SIGTERM turned into an exception by the CLI) reaches the calling thread at once: it flags the
-        workers to stop and re-raises; the workers are daemons, so a request stuck in a socket never holds the
-        process. When the Step's deadline passes, the rows not finished fail with that reason.
+        A retry the caller asks on seeing an answer goes out while the other requests are still in flight, so a
+        server that batches continuously (vLLM, TGI) never waits for a round's slowest row. Answers are pushed
+        from the calling thread, which waits in short, interruptible slices: Ctrl-C (or SIGTERM turned into an
+        exception by the CLI) flags the workers to stop and re-raises at once; the workers are daemons, so a
+        request stuck in a socket never holds the process. When the Step's deadline passes, the rows still out
+        fail with that reason.
         """
         work = remote.current()
-        call = _Call(rows, work)
-        workers = [threading.Thread(target=self._worker, args=(call, instruction, seed), daemon=True,
-                                    name=f"openai-paraphraser-{i}")
-                   for i in range(min(self.config.concurrency, len(rows)))]
-        for worker in workers:
-            worker.start()
+        call = _Call(work, self.config.concurrency, lambda: threading.Thread(
+            target=self._worker, args=(call, instruction, seed), daemon=True, name="openai-paraphraser").start())
         try:
-            while not call.finished.wait(0.1):
-                if work.expired():
+            call.add(pull())
+            while call.out():
+                answered = call.answered(0.1)
+                if not answered and work.expired():
                     break
+                for row in answered:
+                    push(row)
+                if answered:
+                    call.add(pull())
         except BaseException:
             call.cancel.set()
             raise
-        call.close()
+        for row in call.close():
+            push(row)
 
     def _worker(self, call: _Call, instruction: str, seed: int) -> None:
         while (row := call.next_row()) is not None:
@@ -184,18 +194,51 @@ class OpenAIParaphraser(RowParaphraser):
 
 
 class _Call:
-    """One _generate_rows call: the rows to send, their results, and the tally that progress and logs show."""
+    """One stream of requests: the rows still to send, the answers not yet handed back, the workers sending them,
+    and the tally that progress and logs show."""
 
-    def __init__(self, rows: list[Row], work: remote.RemoteWork) -> None:
-        self.rows, self.work = rows, work
+    def __init__(self, work: remote.RemoteWork, concurrency: int, start_worker: Callable[[], None]) -> None:
+        self.work, self.concurrency, self._start_worker = work, concurrency, start_worker
         self.cancel = threading.Event()
-        self.finished = threading.Event()
         self._lock = threading.Lock()
-        self._queue = list(reversed(rows))
-        self._results: dict[str, tuple[str | None, int, str | None]] = {}
+        self._to_send: deque[Row] = deque()
+        self._sent: dict[int, Row] = {}  # id(row) -> row: added, no answer yet
+        self._answers: queue.SimpleQueue[Row] = queue.SimpleQueue()
+        self._out = 0  # rows added and not yet handed back (calling thread only)
+        self._workers = 0
+        self._total = self._done = self._failed = 0
         self._closed = False
+
+    def add(self, rows: list[Row]) -> None:
+        """Queue rows to send; start workers up to ``concurrency`` (a worker ends when it finds nothing to send)."""
         if not rows:
-            self.finished.set()
+            return
+        with self._lock:
+            self._to_send.extend(rows)
+            self._sent.update((id(row), row) for row in rows)
+            self._total += len(rows)
+            start = min(self.concurrency - self._workers, len(self._to_send))
+            self._workers += start
+        self._out += len(rows)
+        for _ in range(start):
+            self._start_worker()
+
+    def out(self) -> int:
+        return self._out
+
+    def answered(self, wait: float) -> list[Row]:
+        """The rows answered (or failed) since the last call, waiting up to ``wait`` seconds for the first."""
+        try:
+            rows = [self._answers.get(timeout=wait)]
+        except queue.Empty:
+            return []
+        while True:
+            try:
+                rows.append(self._answers.get_nowait())
+            except queue.Empty:
+                break
+        self._out -= len(rows)
+        return rows
 
     def stopped(self) -> bool:
         return self.cancel.is_set() or self.work.expired()
@@ -213,40 +256,48 @@ class _Call:
         return self.stopped()
 
     def next_row(self) -> Row | None:
+        """The next row to send, or None: the calling worker then ends (and no longer counts as running)."""
         with self._lock:
-            return None if self._closed or self.stopped() or not self._queue else self._queue.pop()
+            if self._closed or self.stopped() or not self._to_send:
+                self._workers -= 1
+                return None
+            return self._to_send.popleft()
 
     def settle(self, row: Row, raw: str | None, tokens: int, error: str | None) -> None:
         with self._lock:
-            if self._closed:
+            if self._closed or self._sent.pop(id(row), None) is None:
                 return  # the caller stopped waiting; this late answer is dropped
-            self._results[row.key] = (raw, tokens, error)
-            done = len(self._results)
-            failed = sum(1 for r in self._results.values() if r[0] is None)
-            if done == len(self.rows):
-                self.finished.set()
+            row.raw, row.tokens, row.error = raw, tokens, error
+            self._done += 1
+            self._failed += raw is None
+            done, total, failed = self._done, self._total, self._failed
+            self._answers.put(row)  # under the lock: close() either sees it here or still out, never neither
         if error is not None:
             logger.warning("paraphrase request gave up: %s", error)
-            self.work.report(done, len(self.rows), f"{failed} of {len(self.rows)} requests failed: {_short(error)}")
+            self.work.report(done, total, f"{failed} of {total} requests failed: {_short(error)}")
 
     def failed_attempt(self, kind: str, why: str, attempt: int, attempts: int) -> None:
         with self._lock:
-            done = len(self._results)
+            done, total = self._done, self._total
         retrying = "; retrying" if attempt < attempts else ""
         logger.warning("paraphrase request failed (attempt %d of %d)%s: %s", attempt, attempts, retrying, why)
-        self.work.report(done, len(self.rows),
-                         f"request failed (attempt {attempt} of {attempts}): {kind}{retrying}")
+        self.work.report(done, total, f"request failed (attempt {attempt} of {attempts}): {kind}{retrying}")
 
-    def close(self) -> None:
-        """Copy results into the rows; rows still out fail with the reason the waiting stopped."""
+    def close(self) -> list[Row]:
+        """Stop taking answers: the rows answered but not handed back, then the rows still out, failed with the
+        reason the waiting stopped."""
         with self._lock:
             self._closed = True
-            for row in self.rows:
-                raw, tokens, error = self._results.get(row.key, (None, 0, self.why_stopped()))
-                row.raw, row.tokens, row.error = raw, tokens, error
-            failed = sum(row.raw is None for row in self.rows)
+            late = list(self._sent.values())
+            self._sent.clear()
+        for row in late:
+            row.raw, row.tokens, row.error = None, 0, self.why_stopped()
+        rows = self.answered(0) + late
+        self._out = 0
+        failed = self._failed + len(late)
         if failed:
-            self.work.report(len(self.rows), len(self.rows), f"{failed} of {len(self.rows)} requests failed")
+            self.work.report(self._total, self._total, f"{failed} of {self._total} requests failed")
+        return rows
 
 
 def _short(error: str) -> str:

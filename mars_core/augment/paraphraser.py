@@ -119,7 +119,9 @@ class ParaphraseConfig:
                 "remote: one request this x its max_tokens, at least 10 s, within the Step's --remote-deadline). "
                 "Finished rows are always kept."})
     num_threads: int | None = field(default=None, metadata={"help": "torch intra-op threads; None: torch's choice"})
-    concurrency: int = field(default=8, metadata={"help": "parallel requests to an OpenAI-compatible server"})
+    concurrency: int = field(default=8, metadata={
+        "help": "requests in flight at once to an OpenAI-compatible server (a retry is sent as soon as it is asked)",
+        "flag": "--paraphrase-concurrency"})
     max_retries: int = field(default=3, metadata={"help": "retries (with backoff) of a failed server request"})
 
     def __post_init__(self) -> None:

@@ -3,10 +3,11 @@
     python -m mars_core.augment.serve_openai [--port 8000] [--model packaged:smollm2]
 
 then ``python -m mars_core run --paraphraser openai:http://127.0.0.1:8000/v1#smollm2``. It implements
-only POST /v1/chat/completions (and GET /v1/models), binds to loopback addresses only, and serves
-one generation at a time: it exists so the OpenAI path can be tried and tested on a laptop, not to
-replace vLLM or llama.cpp's server. Tests start it over canned answers (``Backend`` is any callable
-from the request body to the answer text).
+only POST /v1/chat/completions (and GET /v1/models) and binds to loopback addresses only. Requests in
+flight decode together in one batch, a new one joining the running batch: it exists so the OpenAI path
+can be tried and tested on a laptop at the in-process engine's speed, not to replace vLLM or llama.cpp's
+server. Tests start it over canned answers (``Backend`` is any callable from the request body to the
+answer text, or to the text and its token count).
 """
 
 from __future__ import annotations
@@ -15,36 +16,103 @@ import argparse
 import ipaddress
 import json
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from mars_core.augment.lm_paraphraser import LMParaphraser, Work
-from mars_core.augment.paraphraser import ParaphraseConfig, Row
+from mars_core.augment.paraphraser import ParaphraseConfig, Row, common_prefix
 
 logger = logging.getLogger(__name__)
 
-Backend = Callable[[dict], str]  # request body -> the assistant's answer
+Backend = Callable[[dict], str | tuple[str, int]]  # request body -> the answer (and its token count)
 
 
 def lm_backend(paraphraser: LMParaphraser) -> Backend:
-    """Answers with the in-process model: the request's messages through its chat template."""
-    lock = threading.Lock()
+    """Answers with the in-process model: the request's messages through its chat template, decoded together
+    with the other requests in flight (``_Batcher``)."""
+    batcher = _Batcher(paraphraser)
 
     def answer(body: dict) -> str:
         tok = paraphraser.tokenizer
-        prompt = tok.apply_chat_template(body["messages"], tokenize=False, add_generation_prompt=True)
+        messages = body["messages"]
+        prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         ids = tok(prompt, add_special_tokens=False)["input_ids"]
-        row = Row(text="", index=0, key="served")
+        # the part every request with these earlier messages shares (system prompt, examples): kept once
+        head = tok.apply_chat_template(messages[:-1], tokenize=False) if len(messages) > 1 else ""
+        anchor = common_prefix(ids, tok(head, add_special_tokens=False)["input_ids"])[:-1]
         budget = max(1, min(int(body.get("max_tokens") or 128), paraphraser.config.max_new_tokens))
-        with lock:
-            paraphraser._decode(Work([ids], [budget], [int(body.get("seed") or 0)], [row]))
+        row = batcher.decode(ids, anchor, budget, int(body.get("seed") or 0))
         if row.raw is None:
             raise RuntimeError(row.error or "no output")
-        return row.raw
+        return row.raw, row.tokens
 
     return answer
+
+
+class _Batcher:
+    """One decoding thread for every request: a request that arrives while others decode joins their batch
+    (the model's continuous batching, as vLLM or TGI do), so concurrent clients are served at batch speed
+    instead of one generation at a time."""
+
+    def __init__(self, paraphraser: LMParaphraser) -> None:
+        self.paraphraser = paraphraser
+        self._asked: queue.SimpleQueue[_Asked] = queue.SimpleQueue()
+        self._decoding: dict[int, _Asked] = {}  # id(row) -> a request handed to the decoder, not finished
+        self._lock = threading.Lock()
+        threading.Thread(target=self._serve, daemon=True, name="serve-openai-decoder").start()
+
+    def decode(self, ids: list[int], anchor: list[int], budget: int, seed: int) -> Row:
+        asked = _Asked(ids, anchor, budget, seed, Row(text="", index=0, key="served"), threading.Event())
+        self._asked.put(asked)
+        asked.done.wait()
+        return asked.row
+
+    def _serve(self) -> None:
+        while True:
+            first = self._asked.get()
+            try:
+                self.paraphraser._decode(self._work([first]), anchor=first.anchor, more=self._more,
+                                         finished=self._finish)
+            except Exception as err:  # noqa: BLE001 - a bug must fail the requests it held, not hang them
+                logger.exception("the decoding thread failed")
+                with self._lock:
+                    lost, self._decoding = list(self._decoding.values()), {}
+                for asked in lost:
+                    asked.row.error = asked.row.error or f"{type(err).__name__}: {err}"
+                    asked.done.set()
+
+    def _more(self) -> Work:
+        asked = []
+        while True:
+            try:
+                asked.append(self._asked.get_nowait())
+            except queue.Empty:
+                return self._work(asked)
+
+    def _work(self, asked: list[_Asked]) -> Work:
+        with self._lock:
+            self._decoding.update((id(a.row), a) for a in asked)
+        return Work([a.ids for a in asked], [a.budget for a in asked], [a.seed for a in asked], [a.row for a in asked])
+
+    def _finish(self, row: Row) -> None:
+        with self._lock:
+            asked = self._decoding.pop(id(row), None)
+        if asked is not None:
+            asked.done.set()
+
+
+@dataclass
+class _Asked:
+    ids: list[int]
+    anchor: list[int]
+    budget: int
+    seed: int
+    row: Row
+    done: threading.Event
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -83,15 +151,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": {"message": f"bad request: {err}"}})
             return
         try:
-            text = self.backend(body)
+            answer = self.backend(body)
         except Exception as err:  # noqa: BLE001 - the client gets a 500 and may retry
             self._send(500, {"error": {"message": f"{type(err).__name__}: {err}"}})
             return
+        text, tokens = answer if isinstance(answer, tuple) else (answer, len(answer.split()))  # canned: words
         self._send(200, {
             "id": f"chatcmpl-{time.time_ns()}", "object": "chat.completion", "created": int(time.time()),
             "model": body.get("model", self.model_name),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"completion_tokens": len(text.split())},
+            "usage": {"completion_tokens": tokens},
         })
 
 

@@ -104,7 +104,7 @@ def test_rows_come_back_extracted_in_order_from_concurrent_requests(serve):
     assert got.texts == [["It is hot. Water boils at 100 degrees."] * 2, ["They like sun. Cats sleep a lot."] * 2,
                          ["Bake it. Bread needs yeast."] * 2]
     assert got.generations == 6 and not got.failures and len(server.requests) == 6
-    assert server.max_inflight > 1, "requests are sent concurrently"
+    assert 1 < server.max_inflight <= 4, "requests are sent concurrently, at most `concurrency` at once"
     assert got.tokens == sum(len(canned(b).split()) for b in server.requests)  # the server's usage field
     first = server.requests[0]
     assert first["model"] == "canned" and first["messages"][0]["role"] == "system"
@@ -250,3 +250,36 @@ def test_a_demo_step_through_the_openai_path_keeps_provenance_and_not_the_key(se
     assert records[0].model.startswith(f"openai:{server.url}#canned|")
     assert run.budget_spent() == m["paraphrases_kept"]
     assert KEY.encode() not in (tmp_path / "runs.db").read_bytes()
+
+
+def test_a_selection_sends_a_units_retry_while_another_units_request_is_still_out(serve):
+    """Streaming over HTTP: the first unit's only candidate fails the filters and its retry is sent at once,
+    while the second unit's request is still at the server. In rounds the retry would wait for that request."""
+    from mars_core.augment.filters import FilterConfig
+    from mars_core.augment.selection import select_paraphrases
+    from tests.augment.test_selection import CLOSE, OFF, SRC, BagOfWordsEncoder, request
+
+    slow_src = "the old dog barked at the mailman every single morning"
+    retry_sent = threading.Event()
+    seen: Counter = Counter()
+    slow_saw_the_retry: list[bool] = []
+
+    def backend(body: dict, server: Server) -> str:
+        text = source_of(body)
+        seen[text] += 1
+        if text == slow_src:
+            slow_saw_the_retry.append(retry_sent.wait(5))  # answers once the retry arrived, or after 5 s
+            return "the old dog barked at the mailman every morning"
+        if seen[text] == 1:
+            return OFF  # too far from the source: filtered, so the unit asks again
+        retry_sent.set()
+        return CLOSE
+
+    server = serve(backend)
+    requests = [request(SRC, "p1"), request(slow_src, "p2")]
+    got = select_paraphrases(client(server, concurrency=4), requests, [1, 1], BagOfWordsEncoder(), FilterConfig(),
+                             1, 3, seed=0)
+    assert slow_saw_the_retry == [True], "the retry went out while the slow request was in flight"
+    assert sorted(c.text for c in got.kept) == sorted([CLOSE, "the old dog barked at the mailman every morning"])
+    assert (got.generations, got.rounds, got.requested_rows, len(server.requests)) == (3, 2, 3, 3)
+    assert not got.failures and server.max_inflight <= 4

@@ -39,11 +39,19 @@ class SlowLMParaphraser(LMParaphraser):
 
     delay_s = 0.0
     steps = 0
-    stall_at, stall_s = -1, 0.0  # one long pause after that step (a machine that stalls once)
+    stall_s = 0.0  # one long pause right after the first row ends (a machine that stalls once)
+    ended = 0
 
     def _after_step(self) -> None:
         self.steps += 1
-        time.sleep(self.delay_s + (self.stall_s if self.steps == self.stall_at else 0.0))
+        stall = self.stall_s if self.ended == 1 else 0.0
+        if stall:
+            self.stall_s = 0.0  # once
+        time.sleep(self.delay_s + stall)
+
+    def _text(self, tokens: list[int], ended: bool) -> str:
+        self.ended += 1  # called once per row that ends (not for rows stopped at the limit)
+        return super()._text(tokens, ended)
 
 
 @pytest.fixture(scope="session")
@@ -54,10 +62,10 @@ def slow_paraphraser() -> SlowLMParaphraser:
 @pytest.fixture
 def paraphraser(slow_paraphraser: SlowLMParaphraser):
     """The session's model with its settings restored after each test."""
-    slow_paraphraser.delay_s, slow_paraphraser.cache, slow_paraphraser.stall_at = 0.0, None, -1
+    slow_paraphraser.delay_s, slow_paraphraser.cache, slow_paraphraser.stall_s = 0.0, None, 0.0
     yield slow_paraphraser
     slow_paraphraser.config, slow_paraphraser.delay_s, slow_paraphraser.cache = SMALL, 0.0, None
-    slow_paraphraser.stall_at = -1
+    slow_paraphraser.stall_s = 0.0
 
 
 def test_real_paraphrases_are_nonempty_and_close_to_their_sources(paraphraser, text_encoder):
@@ -265,10 +273,13 @@ def test_a_batch_past_its_limit_keeps_the_rows_it_finished(paraphraser):
     paraphraser.config = dataclasses.replace(SMALL, temperature=0.0, max_new_tokens=80)
     reference = paraphraser.paraphrase(texts, 1, seed=0)
     assert reference.texts[1][0] and not reference.failures
-    short = paraphraser.paraphrase(texts[:1], 1, seed=0).tokens  # the step the short row ends at
-    paraphraser.config = dataclasses.replace(paraphraser.config, seconds_per_token=0.001)  # limit ~5 s
-    paraphraser.stall_at, paraphraser.stall_s = short, 6.0  # right after it: past the limit, however fast the steps
-    paraphraser.steps = 0
+    # The limit: 5 s plus seconds_per_token x the rows' budgets, set to the whole reference call's time, so the
+    # short row ends inside it however slow this machine is; then one stall right after the short row ends, longer
+    # than the whole limit, puts the long row past it however fast the steps are.
+    budgets = sum(paraphraser.config.new_token_budget(len(paraphraser.tokenizer(t, add_special_tokens=False)
+                                                          ["input_ids"])) for t in texts)
+    paraphraser.config = dataclasses.replace(paraphraser.config, seconds_per_token=reference.seconds / budgets)
+    paraphraser.stall_s, paraphraser.ended = 5.0 + reference.seconds + 3.0, 0
     cut = paraphraser.paraphrase(texts, 1, seed=0)
     assert cut.texts[0] == reference.texts[0], "the short row finished before the limit and is kept"
     assert cut.texts[1] == [""] and len(cut.failures) == 1

@@ -26,9 +26,12 @@ RUN = ["--data", "demo", "--pairs", "40", "--folds", "0", "--budget", "4", "--ep
 def start_run(db: Path, spec: str, log: Path, *extra: str) -> subprocess.Popen:
     # PYTHONFAULTHANDLER: a run that hangs is sent SIGABRT, and its log then shows where each thread was
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
+    # Ctrl-C as at a terminal: a suite started in the background (`.ci/run &`) hands its children SIGINT ignored,
+    # and Python then keeps it ignored; such a run rightly ignores Ctrl-C, but that is not what is tested here
     return subprocess.Popen(
         [sys.executable, "-m", "mars_core", "run", *RUN, "--paraphraser", spec, "--db", str(db), *extra],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log.open("w"),
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # noqa: PLW1509 - one signal, no locks
     )
 
 

@@ -173,21 +173,13 @@ def ct2(para, texts: list[str], **changes) -> dict:
 
 def over_http(para: LMParaphraser, texts: list[str]) -> dict:
     """The same model served by serve_openai on a loopback port and asked through OpenAIParaphraser."""
-    import threading
-
     from mars_core.augment.openai_paraphraser import OpenAIParaphraser
-    from mars_core.augment.serve_openai import lm_backend, make_server
+    from mars_core.augment.serve_openai import lm_backend, serving
 
-    server = make_server(lm_backend(para))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    with serving(lm_backend(para)) as url:
         client = OpenAIParaphraser(dataclasses.replace(para.config, model=f"openai:{url}#local",
                                                        concurrency=para.config.batch_size))
         got = client.paraphrase(texts, 1, seed=0)
-    finally:
-        server.shutdown()
-        server.server_close()
     return {"tokens": got.tokens, "seconds": got.seconds, "tok_s": got.tokens / got.seconds,
             "texts_s": len(texts) / got.seconds, "failures": len(got.failures)}
 

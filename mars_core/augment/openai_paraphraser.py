@@ -2,12 +2,12 @@
 
 ``--paraphraser openai:BASE_URL#MODEL`` selects it: each row is one POST to BASE_URL/chat/completions
 with the same chat template (system prompt, few-shot examples) as the in-process model, sent from
-``concurrency`` daemon threads as soon as they are asked (a retry joins the requests in flight), retried with exponential backoff on connection errors, timeouts, 429
-and 5xx answers (``max_retries``). Each request has a time limit sized for one paraphrase
-(seconds_per_token x its max_tokens, at least 10 s), and all of a Step's requests share the Step's
-deadline (``--remote-deadline``, see augment/remote.py): a server that never answers costs a bounded
-time, Ctrl-C stops the call at once, and every failed attempt is logged at WARNING and shown in the
-Step's progress line. A row that still fails is a failure of that row; the Step decides whether too
+``concurrency`` daemon threads as soon as it is asked (a retry joins the requests in flight), retried
+with exponential backoff on connection errors, timeouts, 429 and 5xx answers (``max_retries``). Each
+request has a time limit sized for one paraphrase (seconds_per_token x its max_tokens, at least 10 s),
+and all of a Step's requests share the Step's deadline (``--remote-deadline``, see augment/remote.py):
+a server that never answers costs a bounded time, Ctrl-C stops the call at once, and every failed
+attempt is logged at WARNING and shown in the Step's progress line. A row that still fails is a failure of that row; the Step decides whether too
 many failed (augment/selection.py: ParaphraserFailed), so an outage is never stored as a result.
 
 The API key is read from MARS_OPENAI_API_KEY (or OPENAI_API_KEY) at request time and only ever

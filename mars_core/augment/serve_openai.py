@@ -19,7 +19,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -36,7 +37,7 @@ def lm_backend(paraphraser: LMParaphraser) -> Backend:
     with the other requests in flight (``_Batcher``)."""
     batcher = _Batcher(paraphraser)
 
-    def answer(body: dict) -> str:
+    def answer(body: dict) -> tuple[str, int]:
         tok = paraphraser.tokenizer
         messages = body["messages"]
         prompt = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -173,6 +174,18 @@ def make_server(backend: Backend, host: str = "127.0.0.1", port: int = 0, model_
     server = ThreadingHTTPServer((host, port), handler_cls)
     server.daemon_threads = True
     return server
+
+
+@contextmanager
+def serving(backend: Backend, host: str = "127.0.0.1") -> Iterator[str]:
+    """``make_server`` on a free port, served from a daemon thread while the block runs; yields its base URL."""
+    server = make_server(backend, host, 0)
+    threading.Thread(target=server.serve_forever, daemon=True, name="serve-openai").start()
+    try:
+        yield f"http://{host}:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def main() -> None:

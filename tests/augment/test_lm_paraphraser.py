@@ -317,10 +317,8 @@ def test_the_local_server_answers_with_the_packaged_model(paraphraser):
 def test_the_local_server_decodes_concurrent_requests_in_one_batch(paraphraser, monkeypatch):
     """serve_openai + the OpenAI client, both real, over HTTP: 8 requests in flight (4 texts x 2) are decoded
     together (a request joins the running batch), and every one is answered with its own paraphrase."""
-    import threading
-
     from mars_core.augment.openai_paraphraser import OpenAIParaphraser
-    from mars_core.augment.serve_openai import make_server
+    from mars_core.augment.serve_openai import serving
 
     prefilled: list[int] = []
     real_prefill = paraphraser._prefill
@@ -330,15 +328,9 @@ def test_the_local_server_decodes_concurrent_requests_in_one_batch(paraphraser, 
         return real_prefill(prefix, prompts, budgets)
 
     monkeypatch.setattr(paraphraser, "_prefill", prefill)
-    server = make_server(lm_backend(paraphraser))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    with serving(lm_backend(paraphraser)) as url:
         client = OpenAIParaphraser(ParaphraseConfig(model=f"openai:{url}#local", concurrency=8, max_new_tokens=40))
         got = client.paraphrase(RESPONSES, 2, seed=0)
-    finally:
-        server.shutdown()
-        server.server_close()
     assert not got.failures and all(text.strip() for outs in got.texts for text in outs)
     assert 8 <= got.tokens <= 8 * 40, "usage counts the model's tokens"
     assert sum(prefilled) == 8 and max(prefilled) > 1, f"rows were prefilled in passes of {prefilled}"

@@ -1,8 +1,9 @@
 """A Step belongs to the server, not to the tab: click Step, close the tab, and the epoch is still stored;
 a tab opened meanwhile shows the running job's progress and cannot start a second one on the same run.
 
-A real `streamlit run app.py` and a real headless Chromium, on a 2-D toy run large enough (60,000 pairs,
-5-fold cross-fitting) that its Step lasts several seconds on 2 cores.
+A real `streamlit run app.py` and a real headless Chromium, on a text run whose paraphraser is a loopback
+OpenAI-compatible server that holds its answers until the test releases them: the Step cannot end while the test
+looks at it, however fast or loaded the machine (a 60,000-pair toy Step once ended between two checks in CI).
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import time
 
 import pytest
 
+from mars_core.augment.paraphraser import ParaphraseConfig
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig
 from mars_core.run.refine import RefinementRun
 from mars_core.store.sqlite import Store
 from tests.e2e.test_browser import ARTIFACTS, CHROMIUM, browser, streamlit_server  # noqa: F401 (fixture)
-
-PAIRS = 60_000
+from tests.hostile.servers import HostileServer
 
 pytestmark = [
     pytest.mark.slow,
@@ -26,13 +27,16 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def long_toy(tmp_path_factory):
+def held_step(tmp_path_factory):
     db = tmp_path_factory.mktemp("outlive") / "mars.db"
-    config = RunConfig(data=DataConfig(source="demo:toy", n_pairs=PAIRS),
-                       refine=RefineConfig(cross_fit_folds=5, budget_per_epoch=40, epochs=3))
-    run = RefinementRun.create(Store(db), config, name="a toy whose Step takes a while")
-    with streamlit_server(db, "streamlit-outlive.log") as url:
-        yield url, db, run.run_id
+    with HostileServer("held") as paraphraser:
+        config = RunConfig(data=DataConfig(source="demo:text", n_pairs=40),
+                           refine=RefineConfig(cross_fit_folds=0, budget_per_epoch=4, epochs=3),
+                           # a held request is waited for, not timed out and retried (the Step's 600 s deadline holds)
+                           paraphrase=ParaphraseConfig(model=paraphraser.spec(), seconds_per_token=60.0))
+        run = RefinementRun.create(Store(db), config, name="a Step held at its paraphraser")
+        with streamlit_server(db, "streamlit-outlive.log") as url:
+            yield url, db, run.run_id, paraphraser
 
 
 def _wait(condition, timeout: float, what: str) -> None:
@@ -44,10 +48,10 @@ def _wait(condition, timeout: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_step_then_close_the_tab_and_the_epoch_is_stored(long_toy, browser):  # noqa: F811
+def test_step_then_close_the_tab_and_the_epoch_is_stored(held_step, browser):  # noqa: F811
     from playwright.sync_api import expect
 
-    url, db, run_id = long_toy
+    url, db, run_id, paraphraser = held_step
     store = Store(db)
     first = browser.new_page(viewport={"width": 1400, "height": 1000})
     first.goto(f"{url}/margins?run={run_id}")
@@ -55,7 +59,8 @@ def test_step_then_close_the_tab_and_the_epoch_is_stored(long_toy, browser):  # 
     expect(step).to_be_enabled(timeout=120_000)
     step.click()
     _wait(lambda: (lock := store.step_lock(run_id)) is not None and lock.alive, 60, "the step to take its lock")
-    first.close()  # the tab goes away mid-step
+    first.close()  # the tab goes away mid-step (the job may still be loading its models)
+    _wait(lambda: paraphraser.requests > 0, 300, "the step to ask its paraphraser")  # now it waits on the test
     assert store.epochs(run_id) == [0], "the step was still running when the tab closed"
 
     second = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -68,7 +73,9 @@ def test_step_then_close_the_tab_and_the_epoch_is_stored(long_toy, browser):  # 
     expect(sidebar.get_by_role("button", name="Run 3 epochs")).to_be_disabled(timeout=30_000)
     expect(sidebar.get_by_role("button", name="Step", exact=True)).to_be_disabled(timeout=30_000)
     second.screenshot(path=str(ARTIFACTS / "10-progress-after-the-tab-closed.png"), full_page=True)
+    assert store.epochs(run_id) == [0]
 
+    paraphraser.release()
     _wait(lambda: store.epochs(run_id) == [0, 1], 600, "epoch 1 to be stored")
     _wait(lambda: store.step_lock(run_id) is None, 60, "the step lock to be released")
     expect(sidebar.get_by_text("1 / 3")).to_be_visible(timeout=60_000)  # the open tab reran when it ended

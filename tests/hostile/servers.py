@@ -11,6 +11,7 @@ One ``HostileServer`` listens on a free loopback port and treats each connection
 - ``echo-ok``: answers 200 with a chat completion whose text contains the key;
 - ``ok``: answers 200 with a chat completion (the source's sentences in reverse order);
 - ``delay``: like ``ok``, after ``delay_s`` seconds;
+- ``held``: like ``ok``, once the test calls ``release()`` (a Step that cannot end before the test lets it);
 - ``junk``: answers 200 with an unrelated sentence (which the filters reject: a result, not a failure).
 """
 
@@ -22,7 +23,7 @@ import struct
 import threading
 import time
 
-MODES = ("silent", "reset", "slow", "echo", "echo-ok", "ok", "delay", "junk")
+MODES = ("silent", "reset", "slow", "echo", "echo-ok", "ok", "delay", "held", "junk")
 ECHO_STATUSES = (401, 429, 500)
 
 
@@ -41,6 +42,7 @@ class HostileServer:
         self._echo_turn = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._released = threading.Event()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
@@ -55,8 +57,13 @@ class HostileServer:
     def spec(self, model: str = "hostile") -> str:
         return f"openai:{self.url}#{model}"
 
+    def release(self) -> None:
+        """Answer the requests a ``held`` server holds, and every later one at once."""
+        self._released.set()
+
     def close(self) -> None:
         self._stop.set()
+        self._released.set()
         self._thread.join(5)
         for conn in list(self._conns):
             _close(conn)
@@ -107,6 +114,8 @@ class HostileServer:
             else:
                 if mode == "delay":
                     self._stop.wait(self.delay_s)
+                if mode == "held":
+                    self._released.wait(600)  # bounded: release() or the server's close ends it
                 request = json.loads(body or b"{}")
                 text = paraphrase_of(request)
                 if mode == "junk":

@@ -194,6 +194,7 @@ def main() -> None:
                         help="the transformers engine's precision (default: ParaphraseConfig's, auto)")
     parser.add_argument("--candidates", type=int, default=None, help="candidates_per_unit (default: the config's)")
     parser.add_argument("--cap", type=int, default=None, help="generations_per_unit (default: the config's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="rows decoded together (default: the config's)")
     parser.add_argument("--tag", default="", help="suffix of the JSON file name")
     parser.add_argument("--sample", type=int, default=30, help="kept pairs printed for a person to read")
     parser.add_argument("--json", default=None)
@@ -207,6 +208,7 @@ def main() -> None:
                               **({"model": args.model} if args.model else {}),
                               **({"candidates_per_unit": args.candidates} if args.candidates else {}),
                               **({"generations_per_unit": args.cap} if args.cap else {}),
+                              **({"batch_size": args.batch_size} if args.batch_size else {}),
                               **({"prompt_template": PLAIN_TEMPLATE, "instruction": OLD_INSTRUCTION}
                                  if args.prompt == "plain" else {}))
     load_started = time.perf_counter()
@@ -223,7 +225,8 @@ def main() -> None:
     run = runner(paraphraser, requests, encoder, args.seed)
     row = summarise(run, requests, demo, judge)
     row.update(data=args.data, setting=args.setting, prompt=args.prompt, model=config.model, engine=args.engine, dtype=config.dtype,
-               candidates_per_unit=config.candidates_per_unit, generations_per_unit=config.generations_per_unit, paraphraser=paraphraser.name,
+               candidates_per_unit=config.candidates_per_unit, generations_per_unit=config.generations_per_unit,
+               batch_size=config.batch_size, paraphraser=paraphraser.name,
                load_seconds=load_s, mean_source_words=float(np.mean([len(r.text.split()) for r in requests])),
                cpu_count=os.cpu_count(), load_average=os.getloadavg()[0], command=" ".join(sys.argv))
     by_unit = {(r.pair_id, r.side): r for r in requests}

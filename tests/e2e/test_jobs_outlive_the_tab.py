@@ -69,8 +69,10 @@ def test_step_then_close_the_tab_and_the_epoch_is_stored(held_step, browser):  #
     expect(sidebar.get_by_text("one epoch:").first).to_be_visible(timeout=60_000)  # the job's progress
     expect(sidebar.get_by_text("Another tab started this step")).to_be_visible()
     # Under load a page just opened shows its widgets as grey placeholders (stSkeleton) for a while: Streamlit's
-    # frontend loads their code lazily and, on 2 busy cores, drew them 19-23 s after that code had arrived (with
-    # the job followed and nothing else happening). A user sees the same; the claim here is what comes after.
+    # frontend loads their code lazily (React Suspense) and, on 2 busy cores, drew them 19-23 s after that code
+    # had arrived. Likely why: while the page's script follows the job it is "running", and the running-man icon
+    # then updates React state every 200 ms, which keeps interrupting the Suspense retry render until one fits
+    # between two ticks. A user sees the same; the claim here is what comes after.
     expect(sidebar.get_by_test_id("stSkeleton")).to_have_count(0, timeout=180_000)
     # one job per run: both step buttons disabled
     expect(sidebar.get_by_role("button", name="Run 3 epochs")).to_be_disabled(timeout=30_000)

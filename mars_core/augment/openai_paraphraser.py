@@ -7,14 +7,16 @@ with exponential backoff on connection errors, timeouts, 429 and 5xx answers (``
 request has a time limit sized for one paraphrase (seconds_per_token x its max_tokens, at least 10 s),
 and all of a Step's requests share the Step's deadline (``--remote-deadline``, see augment/remote.py):
 a server that never answers costs a bounded time, Ctrl-C stops the call at once, and every failed
-attempt is logged at WARNING and shown in the Step's progress line. A row that still fails is a failure of that row; the Step decides whether too
-many failed (augment/selection.py: ParaphraserFailed), so an outage is never stored as a result.
+attempt is logged at WARNING and shown in the Step's progress line. A row that still fails is a failure
+of that row; the Step decides whether too many failed (augment/selection.py: ParaphraserFailed), so an
+outage is never stored as a result.
 
 The API key is read from MARS_OPENAI_API_KEY (or OPENAI_API_KEY) at request time and only ever
 put in the Authorization header: it is not part of the config, the name or the cache key, and every
 error, log line and answer text from the server passes through mars_core.redaction first (a server
-that echoes the key back cannot get it into a log, the progress, the store or an export). Row outputs are cached by the same row keys as the in-process model, and the
-paraphraser's name (provenance of every stored paraphrase) names the server, model and prompt.
+that echoes the key back cannot get it into a log, the progress, the store or an export). Row outputs
+are cached by the same row keys as the in-process model, and the paraphraser's name (provenance of every
+stored paraphrase) names the server, model and prompt.
 Standard library only (urllib): one more HTTP client would buy nothing here.
 """
 

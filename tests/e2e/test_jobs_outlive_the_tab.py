@@ -72,7 +72,7 @@ def test_step_then_close_the_tab_and_the_epoch_is_stored(held_step, browser):  #
     # frontend loads their code lazily (React Suspense), and while the page's script follows the job it is
     # "running", so the running-man icon updates React state every 200 ms; each update interrupts the Suspense
     # retry render, which on busy cores rarely fits between two ticks. Measured with 2 busy loops on the 2 cores:
-    # placeholders for 19 s to over 180 s; with that icon's timer patched out, gone 5-6 s after the page opened.
+    # placeholders for 23 s to over 180 s; with that icon's timer patched out, gone 5-6 s after the page opened.
     # A user sees the same (a fix: follow jobs from a fragment, so the script is not running between redraws).
     # The claim here is what comes after; the held Step waits as long as this takes.
     expect(sidebar.get_by_test_id("stSkeleton")).to_have_count(0, timeout=420_000)

@@ -1,18 +1,18 @@
-"""Following a background job (mars_core.run.jobs) from a page: one progress box, one poll loop for every job.
+"""Following a background job (mars_core.run.jobs) from a page: one progress box, redrawn by a fragment.
 
-The job runs in the server's thread whatever happens to the tab; this only draws where it is. Between redraws
-the script thread sleeps (no GIL held), so following costs the job nothing; a click elsewhere ends the follow
-(Streamlit reruns the script) and the next run of the page follows again.
+The job runs in the server's thread whatever happens to the tab; this only draws where it is. The redraws come
+from an ``st.fragment(run_every=...)``, so between them the page's script is not running. (A blocking follow
+kept it running for the whole job: Streamlit's running-man icon then updates the page every 200 ms, and on busy
+cores those updates starved the lazily loaded widgets, which stayed grey placeholders for seconds to minutes.)
+A tab that closes asks for no more redraws; a click elsewhere reruns the page, which follows again.
 """
 
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 
 from mars_core.present.safe_markdown import escape_markdown
-from mars_core.run.jobs import Job, JobRunner, wait_for
+from mars_core.run.jobs import Job, JobRunner
 
 
 @st.cache_resource(show_spinner=False)
@@ -26,27 +26,24 @@ def job_runner() -> JobRunner:
 STILL = "<style>*, *::before, *::after { animation: none !important; transition: none !important; }</style>"
 
 
-def follow(job: Job, interval: float = 1.0, keepalive_s: float = 5.0) -> None:
-    """Draw the job's progress until it ends, then rerun the page so it shows what the job stored.
+def follow(job: Job, interval: float = 2.0) -> None:
+    """Show the job's progress now and every ``interval`` s until it ends, then rerun the page so it shows what
+    the job stored. Returns at once: the rest of the page draws, and stays usable, meanwhile.
 
-    A redraw goes to the browser only when the progress changed (or every ``keepalive_s``, which is also how
-    a closed tab's script learns it can stop): each one costs the server and the browser CPU that a Step
-    running beside them on the same cores would otherwise have."""
+    Every redraw is a script run, and it too delays the widgets still loading: with 2 busy loops on the 2 cores
+    a page opened mid-Step had no placeholder left after 11-12 s with redraws every 2 s, 13-26 s every second
+    (the blocking follow: 9 s to 130 s); 7-8 s every 2 s once Streamlit stopped collecting garbage after each
+    run (.streamlit/config.toml)."""
     st.html(STILL)  # gone with the rerun that ends the follow
-    with st.status(escape_markdown(job.label()), expanded=True) as status:
-        bar = st.progress(job.fraction(), text=escape_markdown(job.label()))
-        shown: list = [None, 0.0]  # (text, fraction) last sent, when
+    st.fragment(_progress, run_every=interval)(job)
 
-        def tick(job: Job) -> None:
-            text, fraction, now = escape_markdown(job.label()), job.fraction(), time.monotonic()
-            if shown[0] == (text, round(fraction, 3)) and now - shown[1] < keepalive_s:
-                return
-            shown[:] = [(text, round(fraction, 3)), now]
-            bar.progress(fraction, text=text)
-            status.update(label=text)
 
-        wait_for(job, tick, interval)
-    st.rerun()
+def _progress(job: Job) -> None:
+    if not job.running:
+        st.rerun()  # the whole page, not just this fragment
+    text = escape_markdown(job.label())
+    with st.status(text, expanded=True):
+        st.progress(job.fraction(), text=text)
 
 
 def report(job: Job, what: str) -> None:

@@ -118,8 +118,8 @@ def _start_steps(store: Store, run_id: int, epochs: int) -> Job | None:
 
 
 def poll_step_job() -> None:
-    """Called after every page: follow a run being created, or the selected run's running step (whoever
-    started it), then rerun."""
+    """Called after every page: follow a run being created and the selected run's running step (whoever
+    started it); each follow reruns the page when its job ends."""
     creating = job_runner().get(create_key(get_store().path))
     if creating is not None and creating.running:
         follow(creating)

@@ -142,10 +142,9 @@ class JobRunner:
 
 
 def wait_for(job: Job, on_tick: Callable[[Job], None], interval: float = 0.5, timeout: float | None = None) -> None:
-    """Follow a job until it ends, calling ``on_tick`` between sleeps (a UI redraws its progress there).
-
-    Sleeping releases the GIL, so the follower costs the job nothing; a UI whose session goes away stops
-    following (Streamlit raises in ``on_tick``) and the job runs on.
+    """Block until a job ends (or ``timeout`` passes), calling ``on_tick`` between sleeps: for scripts and
+    tests. Sleeping releases the GIL, so the waiter costs the job nothing. (The app does not block: its pages
+    redraw a job's progress from a fragment, present/job_progress.py.)
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     while job.running and (deadline is None or time.monotonic() < deadline):

@@ -68,14 +68,12 @@ def test_step_then_close_the_tab_and_the_epoch_is_stored(held_step, browser):  #
     sidebar = second.get_by_test_id("stSidebar")
     expect(sidebar.get_by_text("one epoch:").first).to_be_visible(timeout=60_000)  # the job's progress
     expect(sidebar.get_by_text("Another tab started this step")).to_be_visible()
-    # Under load a page just opened shows its widgets as grey placeholders (stSkeleton) for a while: Streamlit's
-    # frontend loads their code lazily (React Suspense), and while the page's script follows the job it is
-    # "running", so the running-man icon updates React state every 200 ms; each update interrupts the Suspense
-    # retry render, which on busy cores rarely fits between two ticks. Measured with 2 busy loops on the 2 cores:
-    # placeholders for 23 s to over 180 s; with that icon's timer patched out, gone 5-6 s after the page opened.
-    # A user sees the same (a fix: follow jobs from a fragment, so the script is not running between redraws).
-    # The claim here is what comes after; the held Step waits as long as this takes.
-    expect(sidebar.get_by_test_id("stSkeleton")).to_have_count(0, timeout=420_000)
+    # The page's widgets draw while the job runs. Their code loads lazily (React Suspense: grey placeholders,
+    # stSkeleton, until then). When the page followed the job in a blocking loop its script stayed "running", the
+    # running-man icon updated React state every 200 ms and starved the Suspense retries: under 2 busy loops on
+    # the 2 cores the placeholders stayed 9 s to over 180 s. Following from a fragment (job_progress.follow)
+    # leaves the script idle between redraws: 7-8 s under the same load.
+    expect(sidebar.get_by_test_id("stSkeleton")).to_have_count(0, timeout=90_000)
     # one job per run: both step buttons disabled
     expect(sidebar.get_by_role("button", name="Run 3 epochs")).to_be_disabled(timeout=30_000)
     expect(sidebar.get_by_role("button", name="Step", exact=True)).to_be_disabled(timeout=30_000)

@@ -18,6 +18,7 @@ from mars_core.run.config import DataConfig, RefineConfig, RunConfig, with_overr
 from mars_core.run.demos import TEXT_DEMO_NAME, TOY_DEMO_NAME
 from mars_core.run.refine import RefinementRun
 from mars_core.store.sqlite import Store
+from tests.ui.app_jobs import finish_jobs
 from tests.ui.hostile_run import HOSTILE, SCRIPT, create_hostile_run
 from tests.ui.toy_runs import TOY_BUDGET, toy_config
 
@@ -60,7 +61,7 @@ def chart(at: AppTest, key: str) -> dict:
 def step(at: AppTest) -> AppTest:
     at.button(key="step").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    return at
+    return finish_jobs(at)
 
 
 def test_the_pages_tested_here_are_every_page_of_the_app():
@@ -152,7 +153,7 @@ def test_run_n_epochs_then_the_run_is_finished(toy):
     at = open_app(store, run_id)
     at.number_input(key="run_n").set_value(10).run()
     at.button(key="run_n_button").click().run()
-    assert not at.exception
+    finish_jobs(at)
     assert store.epochs(run_id) == [0, 1, 2, 3, 4]
     assert any("reached the last epoch" in i.value for i in at.sidebar.info)
     assert at.button(key="step").disabled
@@ -194,6 +195,7 @@ def test_first_launch_builds_the_demo_runs_once(tmp_path, monkeypatch):
     at.session_state["db_path"] = str(store.path)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
+    finish_jobs(at)
     runs = store.list_runs()
     assert [r.name for r in runs] == [TEXT_DEMO_NAME, TOY_DEMO_NAME]
     assert at.session_state["run_id"] == runs[0].id

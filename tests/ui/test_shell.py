@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from mars_core.run.refine import RefinementRun
 from mars_core.run.settings import form_settings
+from tests.ui.app_jobs import finish_jobs
 from tests.ui.test_app import APP, ROOT, open_app
 from tests.ui.toy_runs import toy_config
 
@@ -112,7 +113,7 @@ def test_the_new_run_form_creates_the_run_it_describes(toy):
     at.number_input(key="new_epochs").set_value(2)
     at.number_input(key="new_folds").set_value(0)
     at.number_input(key="new_seed").set_value(7)
-    submit(at)
+    finish_jobs(submit(at))
     created = store.list_runs()[-1]
     assert created.name == "from the form" and created.id != run_id
     cfg = created.config
@@ -155,7 +156,7 @@ def test_a_file_run_with_a_held_out_file_from_the_form(toy, tmp_path):
     at.text_input(key="new_test_data").input(write("held.jsonl", 5))
     at.selectbox(key="new_strategy").set_value("none")
     at.number_input(key="new_folds").set_value(0)
-    submit(at)
+    finish_jobs(submit(at))
     assert not shown(at.sidebar.error)
     created = store.list_runs()[-1].id
     assert len(store.get_pairs(created, split="train")) == 12, "with a held-out file every pair of --data trains"

@@ -30,10 +30,8 @@ def follow(job: Job, interval: float = 2.0) -> None:
     """Show the job's progress now and every ``interval`` s until it ends, then rerun the page so it shows what
     the job stored. Returns at once: the rest of the page draws, and stays usable, meanwhile.
 
-    Every redraw is a script run, and it too delays the widgets still loading: with 2 busy loops on the 2 cores
-    a page opened mid-Step had no placeholder left after 11-12 s with redraws every 2 s, 13-26 s every second
-    (the blocking follow: 9 s to 130 s); 7-8 s every 2 s once Streamlit stopped collecting garbage after each
-    run (.streamlit/config.toml)."""
+    Every redraw is a script run and delays the widgets still loading, hence 2 s, not 1 (measured in
+    docs/results.md, round 9)."""
     st.html(STILL)  # gone with the rerun that ends the follow
     st.fragment(_progress, run_every=interval)(job)
 

@@ -153,6 +153,7 @@ def test_run_n_epochs_then_the_run_is_finished(toy):
     at = open_app(store, run_id)
     at.number_input(key="run_n").set_value(10).run()
     at.button(key="run_n_button").click().run()
+    assert not at.exception, [e.value for e in at.exception]
     finish_jobs(at)
     assert store.epochs(run_id) == [0, 1, 2, 3, 4]
     assert any("reached the last epoch" in i.value for i in at.sidebar.info)

@@ -82,6 +82,7 @@ def test_a_small_comparison_runs_from_the_page(compare_root):
     at.number_input(key="compare_budget").set_value(6)
     at.text_input(key="compare_name").set_value("from-page")
     at.button(key="compare_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
     assert any(type(e).__name__ == "Status" for e in at.main), "the page shows the running comparison's progress"
     finish_jobs(at, timeout=180)
     assert (compare_root / "from-page" / "comparison.json").exists()

@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from mars_core.augment.lm_paraphraser import LMParaphraser, Work
 from mars_core.augment.paraphraser import ParaphraseConfig, Row, common_prefix
+from mars_core.model.openmp_workers import release_openmp_workers
 
 logger = logging.getLogger(__name__)
 
@@ -57,13 +58,18 @@ def lm_backend(paraphraser: LMParaphraser) -> Backend:
 class _Batcher:
     """One decoding thread for every request: a request that arrives while others decode joins their batch
     (the model's continuous batching, as vLLM or TGI do), so concurrent clients are served at batch speed
-    instead of one generation at a time."""
+    instead of one generation at a time.
+
+    The thread that loaded the model hands its OpenMP workers back before the decoding thread starts, and
+    the decoding thread hands its own back whenever it runs out of requests: a pool left behind by either
+    would halve the other's speed (model/openmp_workers.py)."""
 
     def __init__(self, paraphraser: LMParaphraser) -> None:
         self.paraphraser = paraphraser
         self._asked: queue.SimpleQueue[_Asked] = queue.SimpleQueue()
         self._decoding: dict[int, _Asked] = {}  # id(row) -> a request handed to the decoder, not finished
         self._lock = threading.Lock()
+        release_openmp_workers()
         threading.Thread(target=self._serve, daemon=True, name="serve-openai-decoder").start()
 
     def decode(self, ids: list[int], anchor: list[int], budget: int, seed: int) -> Row:
@@ -85,6 +91,8 @@ class _Batcher:
                 for asked in lost:
                     asked.row.error = asked.row.error or f"{type(err).__name__}: {err}"
                     asked.done.set()
+            if self._asked.empty():
+                release_openmp_workers()
 
     def _more(self) -> Work:
         asked = []

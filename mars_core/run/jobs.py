@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mars_core.model.openmp_workers import release_openmp_workers
 from mars_core.redaction import redact
 from mars_core.run.refine import STAGES, RefinementRun, RunFinished, StepInProgress
 from mars_core.store.locks import new_owner
@@ -130,11 +131,15 @@ class JobRunner:
         return [j for k, j in list(self._jobs.items()) if k.startswith(prefix) and j.running]
 
     def start(self, job: Job, body: Callable[[Job], None]) -> Job:
-        """Run ``body(job)`` in a thread; JobRefused if a job with the same key is running."""
+        """Run ``body(job)`` in a thread; JobRefused if a job with the same key is running.
+
+        The asking thread hands back the OpenMP workers it may hold (a page that scored with torch): left
+        in place, they would halve the job's torch speed for as long as the asking thread lives."""
         with self._lock:
             current = self._jobs.get(job.key)
             if current is not None and current.running:
                 raise JobRefused(f"already running: {current.title} ({current.label()})")
+            release_openmp_workers()
             job.thread = threading.Thread(target=job._work, args=(body,), name=f"job:{job.key}", daemon=True)
             self._jobs[job.key] = job
             job.thread.start()

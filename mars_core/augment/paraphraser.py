@@ -298,7 +298,8 @@ class RowFeed(Protocol):
     ``more()`` is called whenever the engine has room: the rows wanted now ([] when none; the engine asks
     again after any row is delivered, and stops when nothing is in flight and nothing more is asked).
     ``deliver`` hands back every asked row exactly once: its text after extraction ("" if it failed) and,
-    when it failed, why."""
+    when it failed, why. A feed may also have ``generated(ask, tokens)``: called, before its delivery, for the
+    ask a row was generated for (not for a cached row, nor for a second ask of a row already in flight)."""
 
     def more(self) -> list[Ask]: ...
 
@@ -402,6 +403,7 @@ class RowParaphraser:
         started = time.perf_counter()
         result = ParaphraseResult(texts=[])
         asked: dict[str, list[Ask]] = {}  # key -> the asks waiting for that row
+        credit = getattr(feed, "generated", None)
 
         def pull() -> list[Row]:
             while asks := feed.more():
@@ -436,7 +438,10 @@ class RowParaphraser:
                 result.failures.append((row.text, failure))
                 if len(result.failures) <= 3:
                     logger.warning("paraphrase row failed for %r: %s", row.text[:60], failure)
-            for ask in asked.pop(row.key, []):
+            waiting = asked.pop(row.key, [])
+            if row.raw is not None and waiting and credit is not None:
+                credit(waiting[0], row.tokens)
+            for ask in waiting:
                 feed.deliver(ask, text, failure)
 
         with self._generating:

@@ -44,6 +44,7 @@ class Selection:
     rounds: int = 0  # 1 + retries of the unit retried most (streamed or not: the same count)
     requested_rows: int = 0  # rows asked of the paraphraser, failed ones included (check_paraphrase_failures)
     failures: list[tuple[str, str]] = field(default_factory=list)
+    shared: bool = False  # made in one stream with other runs' selections (refine.step_together)
 
     @property
     def kept(self) -> list[Candidate]:
@@ -60,6 +61,22 @@ def judge(requests: Sequence[ParaphraseRequest], outputs: Sequence[Sequence[str]
                   1.0, "neutral", "neutral", [] if text else ["empty"])
         for r, texts in zip(requests, outputs) for k, text in enumerate(texts)
     ]
+
+
+@dataclass(frozen=True)
+class SelectionTask:
+    """One selection's inputs (``select_paraphrases``' arguments), so several can share one stream (``select_together``)."""
+
+    paraphraser: Paraphraser
+    requests: Sequence[ParaphraseRequest]
+    counts: Sequence[int]
+    encoder: object
+    filters: FilterConfig
+    candidates_per_unit: int
+    generations_per_unit: int
+    seed: int
+    first: Sequence[int] | None = None
+    on_round: Callable[[int, int], None] | None = None
 
 
 def select_paraphrases(
@@ -83,46 +100,104 @@ def select_paraphrases(
     ``on_round(units_filled, units_total)`` is called whenever that count changes (progress). Candidates
     keep their global row index as ``candidate_index``.
     """
-    if len(requests) != len(counts):
-        raise ValueError(f"{len(requests)} requests but {len(counts)} counts")
-    if not any(int(c) > 0 for c in counts):
-        return Selection(candidates=[])  # nothing to fill: the paraphraser is not asked (a lazy one not loaded)
-    units = _Units(requests, counts, list(first) if first is not None else [0] * len(requests), encoder, filters,
-                   candidates_per_unit, generations_per_unit, on_round)
-    result = Selection(candidates=[])
-    stream = getattr(paraphraser, "paraphrase_stream", None)
+    return select_together([SelectionTask(paraphraser, requests, counts, encoder, filters, candidates_per_unit,
+                                          generations_per_unit, seed, first, on_round)])[0]
+
+
+def select_together(tasks: Sequence[SelectionTask]) -> list[Selection]:
+    """Several selections (one per run stepping together), the rows of those that can share a stream decoded as one.
+
+    Why: a selection decodes with a tail of few rows in flight (its longest rows and last retries), where a
+    decoding step costs most of a full batch's. Tasks whose paraphrasers are one model with one cache, asked
+    with one seed, share a stream: every task's retries join the same running batch, so there is one tail
+    instead of one per task. Each task is judged, retried and tallied as alone (a row two tasks ask is
+    generated once and counted as a cache hit for the later asker, as a sequential run would find it cached);
+    only which batch computes a row changes, which with int8 layers changes its sample (see int8_linear.py).
+    Each task's ``seconds`` is its share of the shared stream: its own judging plus the rest split by the
+    tokens generated for it.
+    """
+    for task in tasks:
+        if len(task.requests) != len(task.counts):
+            raise ValueError(f"{len(task.requests)} requests but {len(task.counts)} counts")
+    results = [Selection(candidates=[]) for _ in tasks]
+    # tasks with units to fill; the others never ask their paraphraser (a lazy one stays unloaded)
+    live = [i for i, task in enumerate(tasks) if any(int(c) > 0 for c in task.counts)]
+    units = {i: _Units(tasks[i]) for i in live}
+    for group in _stream_groups(tasks, live):
+        if len(group) == 1 or not hasattr(tasks[group[0]].paraphraser, "paraphrase_stream"):
+            for i in group:
+                _select_alone(tasks[i], units[i], results[i])
+        else:
+            _select_in_one_stream([tasks[i] for i in group], [units[i] for i in group], [results[i] for i in group])
+    for i in live:
+        result, done = results[i], units[i]
+        result.candidates = [cand for judged in done.judged for cand in judged]
+        result.filter_seconds = done.judge_seconds
+        result.rounds = max(done.times_asked, default=0)
+        result.requested_rows = done.requested
+    return results
+
+
+def _stream_groups(tasks: Sequence[SelectionTask], live: list[int]) -> list[list[int]]:
+    """Live tasks grouped by what one stream needs in common: the model (its name and cache) and the seed."""
+    groups: dict[tuple, list[int]] = {}
+    for i in live:
+        para = tasks[i].paraphraser
+        groups.setdefault((para.name, id(getattr(para, "cache", None)), int(tasks[i].seed)), []).append(i)
+    return list(groups.values())
+
+
+def _select_alone(task: SelectionTask, units: _Units, result: Selection) -> None:
+    stream = getattr(task.paraphraser, "paraphrase_stream", None)
     while True:
-        got = stream(units, seed) if stream is not None else _in_rounds(paraphraser, units, seed)
-        result.generations += got.generations
-        result.tokens += got.tokens
-        result.seconds += got.seconds
-        result.cache_hits += got.cache_hits
-        result.failures += got.failures
+        got = stream(units, task.seed) if stream is not None else _in_rounds(task.paraphraser, units, task.seed)
+        _add(result, got)
         if not units.more_to_judge():
             break
-    result.candidates = [cand for judged in units.judged for cand in judged]
-    result.filter_seconds = units.judge_seconds
-    result.rounds = max(units.times_asked, default=0)
-    result.requested_rows = units.requested
-    return result
+
+
+def _select_in_one_stream(tasks: list[SelectionTask], units: list[_Units], results: list[Selection]) -> None:
+    feed = _Together(units)
+    wall = 0.0
+    while True:
+        got = tasks[0].paraphraser.paraphrase_stream(feed, tasks[0].seed)
+        wall += got.seconds
+        if not any(u.more_to_judge() for u in units):
+            break
+    judging = sum(u.judge_seconds for u in units)
+    tokens = sum(feed.tokens)
+    for n, (u, result) in enumerate(zip(units, results)):
+        share = feed.tokens[n] / tokens if tokens else 1 / len(units)
+        _add(result, ParaphraseResult(
+            texts=[], failures=feed.failures[n], generations=feed.generations[n], tokens=feed.tokens[n],
+            cache_hits=feed.generations[n] - feed.fresh[n],
+            seconds=u.judge_seconds + max(0.0, wall - judging) * share))
+
+
+def _add(result: Selection, got: ParaphraseResult) -> None:
+    result.generations += got.generations
+    result.tokens += got.tokens
+    result.seconds += got.seconds
+    result.cache_hits += got.cache_hits
+    result.failures += got.failures
 
 
 class _Units:
     """The feed of one selection (paraphraser.RowFeed): per request, the rows asked and returned, and its
     latest judgement; ``more()`` judges the requests whose rows are all back and asks their retries."""
 
-    def __init__(self, requests: Sequence[ParaphraseRequest], counts: Sequence[int], starts: list[int], encoder,
-                 filters: FilterConfig, candidates_per_unit: int, generations_per_unit: int,
-                 on_round: Callable[[int, int], None] | None) -> None:
-        self.requests, self.counts, self.starts = requests, [int(c) for c in counts], starts
-        self.encoder, self.filters, self.per_unit, self.on_round = encoder, filters, candidates_per_unit, on_round
-        self.caps = [c * generations_per_unit for c in self.counts]
-        self.outputs: list[list[str | None]] = [[] for _ in requests]  # None: asked, not back yet
-        self.pending = [0] * len(requests)
-        self.ready = set(range(len(requests)))  # every row back, not judged since
-        self.judged: list[list[Candidate]] = [[] for _ in requests]
-        self.filled = [0] * len(requests)
-        self.times_asked = [0] * len(requests)
+    def __init__(self, task: SelectionTask) -> None:
+        self.requests, self.counts = task.requests, [int(c) for c in task.counts]
+        self.starts = list(task.first) if task.first is not None else [0] * len(task.requests)
+        self.encoder, self.filters, self.per_unit = task.encoder, task.filters, task.candidates_per_unit
+        self.on_round = task.on_round
+        self.caps = [c * task.generations_per_unit for c in self.counts]
+        self.outputs: list[list[str | None]] = [[] for _ in self.requests]  # None: asked, not back yet
+        self.pending = [0] * len(self.requests)
+        self.ready = set(range(len(self.requests)))  # every row back, not judged since
+        self.judged: list[list[Candidate]] = [[] for _ in self.requests]
+        self.filled = [0] * len(self.requests)
+        self.times_asked = [0] * len(self.requests)
         self.requested = 0
         self.judge_seconds = 0.0
 
@@ -170,6 +245,32 @@ class _Units:
         self.judge_seconds += time.perf_counter() - started
         if self.on_round is not None and sum(self.filled) != before:
             self.on_round(sum(self.filled), sum(self.counts))
+
+
+class _Together:
+    """One feed (paraphraser.RowFeed) over several selections' feeds: asks in feed order, each row handed to the
+    feed that asked it, and per feed what it cost (``generated`` tells which asks the engine generated fresh)."""
+
+    def __init__(self, feeds: list[_Units]) -> None:
+        self.feeds = feeds
+        self.generations, self.fresh, self.tokens = [0] * len(feeds), [0] * len(feeds), [0] * len(feeds)
+        self.failures: list[list[tuple[str, str]]] = [[] for _ in feeds]
+
+    def more(self) -> list[Ask]:
+        return [Ask(ask.text, ask.index, (n, ask)) for n, feed in enumerate(self.feeds) for ask in feed.more()]
+
+    def deliver(self, ask: Ask, text: str, failure: str | None) -> None:
+        n, inner = ask.tag
+        if failure is None:
+            self.generations[n] += 1
+        else:
+            self.failures[n].append((inner.text, failure))
+        self.feeds[n].deliver(inner, text, failure)
+
+    def generated(self, ask: Ask, tokens: int) -> None:
+        n, _ = ask.tag
+        self.fresh[n] += 1
+        self.tokens[n] += tokens
 
 
 def _in_rounds(paraphraser: Paraphraser, units: _Units, seed: int) -> ParaphraseResult:

@@ -4,6 +4,7 @@ Fairness and cost: every run of a comparison lives in one store (``DIR/runs.db``
 generations are cached once and shared; at one seed every strategy trains on the same split (the seed varies the
 split, the demo draw and the selection seed together), starts from the same epoch-0 model and asks the
 paraphraser with the same seeds, so where two strategies pick the same response they get the same paraphrases.
+The runs of one seed step together (``execute_runs``): each Step decodes all their rows in one stream.
 Resumable: a run's result is written to ``DIR/results/<run>.json`` only when the run is whole; a killed
 comparison skips finished runs, resumes a half-done run from its last whole epoch (the store's guarantee) and
 redoes nothing else. Aggregation and the report are in ``compare_results``.
@@ -31,7 +32,7 @@ from mars_core.run.components import build_runtime
 from mars_core.run.config import RunConfig, with_overrides
 from mars_core.run.epoch_metrics import AllocationSummary, EpochMetrics
 from mars_core.run.jobs import Job, JobRunner
-from mars_core.run.refine import RefinementRun
+from mars_core.run.refine import RefinementRun, step_together
 from mars_core.run.sources import load_source
 from mars_core.store.sqlite import Store
 
@@ -233,10 +234,14 @@ def run_comparison(spec: CompareSpec, out_dir: str | Path, progress: Progress | 
     store = Store(out / "runs.db")
     keys = list(dict.fromkeys(key for _, key in plan(spec)))
     started = time.perf_counter()
-    for i, key in enumerate(keys):
-        notify("runs", i, len(keys), key.name.removeprefix("compare "))
-        if not result_path(out, key).exists():
-            execute_run(store, spec, key, out, progress)
+    done = 0
+    for seed in spec.seed_list():
+        group = [key for key in keys if key.seed == seed]
+        notify("runs", done, len(keys), f"seed {seed}: " + ", ".join(k.strategy for k in group))
+        pending = [key for key in group if not result_path(out, key).exists()]
+        if pending:
+            execute_runs(store, spec, pending, out, progress)
+        done += len(group)
     notify("runs", len(keys), len(keys), "done")
     comparison = summarize(spec.to_dict(), [(value, load_result(out, key)) for value, key in plan(spec)])
     comparison.extra["wall_seconds_this_call"] = round(time.perf_counter() - started, 2)
@@ -279,24 +284,54 @@ def load_result(out: Path, key: RunKey) -> dict[str, Any]:
     return json.loads(result_path(out, key).read_text(encoding="utf-8"))
 
 
-def execute_run(store: Store, spec: CompareSpec, key: RunKey, out: Path, progress: Progress | None = None) -> dict:
-    """Create (or resume) one run, step it until its stop rule fires, score it and write its result file."""
+def execute_runs(store: Store, spec: CompareSpec, keys: list[RunKey], out: Path,
+                 progress: Progress | None = None) -> list[dict]:
+    """Create (or resume) these runs, step them together until each one's stop rule fires, and write each one's
+    result file as it finishes.
+
+    Stepped together (refine.step_together): each Step of the group decodes every run's paraphrase rows in one
+    stream, so the strategies of a seed share one decoding tail instead of one each. A run's ``wall_seconds``
+    is its setup and its stored epochs' seconds (each epoch's own stages and its share of the shared decoding),
+    and the scoring of its result.
+    """
+    runs: list[RefinementRun] = []
+    setup: list[float] = []  # building the runtime, and opening the run or creating it with its epoch 0
+    counted_from: list[int] = []  # the first epoch whose stored seconds are not in setup
+    for key in keys:
+        started = time.perf_counter()
+        run, created = _open_or_create(store, spec, key, progress)
+        runs.append(run)
+        setup.append(time.perf_counter() - started)
+        counted_from.append(1 if created else 0)
+    results: dict[RunKey, dict] = {}
+    active = list(range(len(keys)))
+    while active:
+        for i in [i for i in active if runs[i].stop_reason() is not None]:  # finished: its result, now
+            started = time.perf_counter()
+            result = run_result(store, runs[i], spec, keys[i])
+            result["wall_seconds"] = round(setup[i] + _stored_seconds(store, runs[i], counted_from[i])
+                                           + time.perf_counter() - started, 3)
+            _atomic_write(result_path(out, keys[i]), json.dumps(result))
+            results[keys[i]] = result
+            active.remove(i)
+        if active:
+            step_together([runs[i] for i in active], progress=progress)
+    return [results[key] for key in keys]
+
+
+def _open_or_create(store: Store, spec: CompareSpec, key: RunKey,
+                    progress: Progress | None) -> tuple[RefinementRun, bool]:
+    """(the key's stored run, resumed at its last whole epoch, or a new one with its epoch 0; whether new)."""
     config = run_config(spec, key)
-    started = time.perf_counter()
     runtime = build_runtime(config, store)
     existing = [r.id for r in store.list_runs() if r.name == key.name and store.last_epoch(r.id) is not None]
-    earlier = 0.0  # seconds of the epochs a killed call already committed (a resumed run's time counts whole)
     if existing:
-        run = RefinementRun.open(store, existing[-1], runtime)
-        earlier = sum(float(row.get("seconds") or 0.0) for row in store.epoch_table(run.run_id))
-    else:
-        run = RefinementRun.create(store, config, name=key.name, runtime=runtime, progress=progress)
-    while run.stop_reason() is None:
-        run.step(progress=progress)
-    result = run_result(store, run, spec, key)
-    result["wall_seconds"] = round(time.perf_counter() - started + earlier, 3)
-    _atomic_write(result_path(out, key), json.dumps(result))
-    return result
+        return RefinementRun.open(store, existing[-1], runtime), False
+    return RefinementRun.create(store, config, name=key.name, runtime=runtime, progress=progress), True
+
+
+def _stored_seconds(store: Store, run: RefinementRun, since: int) -> float:
+    return sum(float(row.get("seconds") or 0.0) for row in store.epoch_table(run.run_id) if row["epoch"] >= since)
 
 
 def run_result(store: Store, run: RefinementRun, spec: CompareSpec, key: RunKey) -> dict[str, Any]:

@@ -14,8 +14,8 @@ encoded features are cached in the store as they are made, so the redo costs no 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -24,13 +24,18 @@ import numpy as np
 from mars_core.analysis.margins import MarginMetrics, ks_statistic, summarize_margins
 from mars_core.augment.allocation import Allocation, allocate
 from mars_core.augment.remote import remote_work
-from mars_core.augment.selection import check_paraphrase_failures, select_paraphrases
+from mars_core.augment.selection import (
+    Selection,
+    SelectionTask,
+    check_paraphrase_failures,
+    select_together,
+)
 from mars_core.data.pairs import PreferencePair
 from mars_core.model.checkpoints import new_run_folder
 from mars_core.model.reward import cross_fitted_margins
 from mars_core.run.components import LazyParaphraser, Runtime, build_runtime
 from mars_core.run.config import RunConfig
-from mars_core.run.distributed import is_main, on_main
+from mars_core.run.distributed import is_main, on_main, world_size
 from mars_core.run.epoch_metrics import AllocationSummary, EpochMetrics
 from mars_core.run.sources import SourceData, load_source
 from mars_core.run.status import RunStatus
@@ -166,6 +171,16 @@ class RefinementRun:
     # -- the step ------------------------------------------------------------------------------
     def step(self, progress: Progress | None = None, lock_owner: str | None = None) -> StepOutcome:
         """Advance one epoch and commit it; raises RunFinished or StepInProgress instead of stepping."""
+        with self._stepping(lock_owner), remote_work(self.config.refine.remote_deadline_s, progress):
+            # one deadline for the Step's remote requests
+            epoch = self._epoch(progress or _quiet)
+            task = next(epoch)
+            # several processes: main generates, all receive
+            return _finish(epoch, on_main(lambda: select_together([task])[0]))
+
+    @contextmanager
+    def _stepping(self, lock_owner: str | None = None) -> Iterator[None]:
+        """Hold this run's step lock, with the run at the store's last epoch and not finished."""
         reason = self.stop_reason()
         if reason:
             raise RunFinished(f"run {self.run_id} is finished: {reason}")
@@ -181,8 +196,7 @@ class RefinementRun:
                 reason = self.stop_reason()
                 if reason:
                     raise RunFinished(f"run {self.run_id} is finished: {reason}")
-            with remote_work(self.config.refine.remote_deadline_s, progress):  # one deadline for the Step's requests
-                return self._step(progress or _quiet)
+            yield
         finally:
             self.store.release_step_lock(self.run_id, owner)
 
@@ -200,7 +214,9 @@ class RefinementRun:
             budget_left=self.budget_left(),
         )
 
-    def _step(self, progress: Progress) -> StepOutcome:
+    def _epoch(self, progress: Progress) -> Generator[SelectionTask, Selection, StepOutcome]:
+        """The Step as a generator: it yields its paraphrase selection's inputs and is sent the Selection, so a
+        caller may select for several runs at once (``step_together``); returns the committed epoch's outcome."""
         cfg, rt, epoch = self.config, self.runtime, self.epoch + 1
         seed = cfg.refine.seed * 1000 + epoch  # the epoch's random streams are generators seeded from this
         timer = _StageTimer(progress)
@@ -229,12 +245,15 @@ class RefinementRun:
         with timer("generating", total=int(sum(counts))):
             # rows are seeded by the run seed, not the epoch: row k of a text is the same for every
             # strategy and epoch that asks (the cache shares it), and each epoch starts after the rows used
-            selection = on_main(lambda: select_paraphrases(  # several processes: main generates, all receive
+            asked = time.perf_counter()
+            selection = yield SelectionTask(
                 rt.paraphraser, requests, counts, rt.encoder, cfg.filters,
                 cfg.paraphrase.candidates_per_unit, cfg.paraphrase.generations_per_unit, cfg.refine.seed,
                 first=[inputs.rows_used.get((r.pair_id, r.side), 0) for r in requests],
                 on_round=lambda filled, total: progress("generating", filled, total),
-            ))
+            )
+            if selection.shared:  # the time other runs' stages took meanwhile is not this epoch's
+                timer.exclude(time.perf_counter() - asked - selection.seconds)
         timer.split("generating", "filtering", selection.filter_seconds)  # the filters ran meanwhile
         check_paraphrase_failures(selection, cfg.refine.max_failed_share)  # failure is not a result
 
@@ -292,6 +311,47 @@ class RefinementRun:
         return StepOutcome(epoch, metrics, timer.seconds, seconds)
 
 
+def step_together(runs: Sequence[RefinementRun], progress: Progress | None = None) -> list[StepOutcome]:
+    """One epoch of each run (distinct runs), their paraphrase rows decoded in one stream (``select_together``).
+
+    Why: a run's Step decodes with a tail of few rows in flight, where a decoding step costs most of a full
+    batch's; runs stepped together (a comparison's strategies at one seed) share one tail. Each run's epoch is
+    what its own Step would compute from the rows it gets, committed on its own; only which batch generates a
+    row changes (with int8 layers, its sample: see int8_linear.py). Its stored seconds count its own stages and
+    its share of the shared decoding (selection.select_together). A run whose epoch fails (its paraphraser failed,
+    say) does not keep the others from committing theirs; the first such error is raised after. With one run, or
+    several processes, the runs step one after another.
+    """
+    if len(runs) < 2 or world_size() > 1:
+        return [run.step(progress) for run in runs]
+    if len({run.run_id for run in runs}) != len(runs):
+        raise ValueError("step_together: a run is listed twice")
+    with ExitStack() as held:
+        for run in runs:
+            held.enter_context(run._stepping())
+        held.enter_context(remote_work(max(run.config.refine.remote_deadline_s for run in runs), progress))
+        epochs = [run._epoch(progress or _quiet) for run in runs]
+        selections = select_together([next(epoch) for epoch in epochs])
+        outcomes, errors = [], []
+        for epoch, selection in zip(epochs, selections):
+            selection.shared = True
+            try:
+                outcomes.append(_finish(epoch, selection))
+            except Exception as err:  # noqa: BLE001 - raised below, once the other runs have committed
+                errors.append(err)
+        if errors:
+            raise errors[0]
+        return outcomes
+
+
+def _finish(epoch: Generator[SelectionTask, Selection, StepOutcome], selection: Selection) -> StepOutcome:
+    try:
+        epoch.send(selection)
+    except StopIteration as done:
+        return done.value
+    raise RuntimeError("a Step asked for a second selection")
+
+
 # -- pieces of a step (module functions: each testable alone) ---------------------------------------
 @dataclass
 class _StepInputs:
@@ -325,6 +385,12 @@ class _StageTimer:
         now = time.perf_counter()
         self.seconds[stage] = round(now - self._mark, 5)
         self._mark = now
+
+    def exclude(self, seconds: float) -> None:
+        """Leave ``seconds`` just passed out of the epoch's clock: time the process spent on other runs' work."""
+        seconds = max(0.0, seconds)
+        self.started += seconds
+        self._mark += seconds
 
     def split(self, stage: str, part: str, seconds: float) -> None:
         """Move ``seconds`` of a timed stage to ``part``: work that ran interleaved inside it."""

@@ -18,7 +18,7 @@ from mars_core.augment.filters import FilterConfig, ParaphraseRequest
 from mars_core.augment.int8_linear import Int8Linear, int8_matmul_works
 from mars_core.augment.lm_paraphraser import LMParaphraser, lm_name, precision
 from mars_core.augment.paraphraser import ParaphraseConfig, Paraphraser
-from mars_core.augment.selection import select_paraphrases
+from mars_core.augment.selection import SelectionTask, select_paraphrases, select_together
 from mars_core.augment.serve_openai import lm_backend
 from tests.dict_cache import DictCache
 
@@ -238,6 +238,35 @@ def test_streamed_retries_join_the_running_batch_and_choose_what_rounds_choose(p
     assert [(c.pair_id, c.candidate_index, c.text, c.reasons) for c in streamed.candidates] == \
         [(c.pair_id, c.candidate_index, c.text, c.reasons) for c in rounds.candidates]
     assert (streamed.generations, streamed.requested_rows) == (rounds.generations, rounds.requested_rows)
+
+
+def test_selections_together_share_one_decode_and_each_chooses_what_it_chooses_alone(paraphraser, text_encoder,
+                                                                                     monkeypatch):
+    """Two runs' selections (refine.step_together) in one stream: float32 rows do not depend on their batch, so
+    each must choose exactly what it chooses alone; a row both ask is generated once."""
+    paraphraser.cache = None
+    strict = FilterConfig(min_similarity=0.95)  # retries, streamed into the shared decode
+
+    def task(texts: list[str]) -> SelectionTask:
+        requests = [ParaphraseRequest(f"p{i}", "chosen", t, RESPONSES[3]) for i, t in enumerate(texts)]
+        return SelectionTask(paraphraser, requests, [1] * len(texts), text_encoder, strict, 2, 4, seed=13)
+
+    tasks = [task(RESPONSES[:2]), task(RESPONSES[1:3])]  # RESPONSES[1]'s rows are asked by both
+    alone = [select_paraphrases(**{f.name: getattr(t, f.name) for f in dataclasses.fields(t)}) for t in tasks]
+    decodes = []
+    real = paraphraser._decode
+    monkeypatch.setattr(paraphraser, "_decode", lambda work, *a, **k: (decodes.append(len(work.rows)),
+                                                                       real(work, *a, **k))[1])
+    together = select_together(tasks)
+    assert len(decodes) == 1, "both selections decoded in one stream"
+    assert all(s.rounds >= 2 for s in alone), "the strict filters must force retries"
+    for one, both in zip(alone, together):
+        assert [(c.pair_id, c.candidate_index, c.text, c.reasons) for c in both.candidates] == \
+            [(c.pair_id, c.candidate_index, c.text, c.reasons) for c in one.candidates]
+        assert (both.generations, both.requested_rows, both.rounds) == (one.generations, one.requested_rows, one.rounds)
+        assert both.seconds > 0
+    assert together[0].cache_hits + together[1].cache_hits >= 2 and alone[0].cache_hits == alone[1].cache_hits == 0
+    assert together[0].tokens + together[1].tokens < alone[0].tokens + alone[1].tokens
 
 
 def test_cached_rows_cost_no_tokens(paraphraser):

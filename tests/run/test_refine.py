@@ -12,10 +12,18 @@ import numpy as np
 import pytest
 
 from mars_core.augment.paraphraser import ParaphraseConfig, PlainParaphraser
+from mars_core.augment.selection import ParaphraserFailed
 from mars_core.data.toy import ToyParaphraser
 from mars_core.run.components import build_runtime
 from mars_core.run.config import DataConfig, RefineConfig, RunConfig, with_overrides
-from mars_core.run.refine import EPOCH0_STAGES, STAGES, RefinementRun, RunFinished, StepInProgress
+from mars_core.run.refine import (
+    EPOCH0_STAGES,
+    STAGES,
+    RefinementRun,
+    RunFinished,
+    StepInProgress,
+    step_together,
+)
 from mars_core.store.sqlite import Store
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -113,6 +121,36 @@ def test_stored_stage_seconds_name_every_stage_and_add_up_to_the_epoch(tmp_path)
         assert sum(stages.values()) == pytest.approx(row["seconds"], rel=0.02)
     assert outcome.stage_seconds == table[1]["metrics"]["stage_seconds"]
     assert outcome.seconds == pytest.approx(table[1]["seconds"])
+
+
+def test_runs_stepped_together_commit_what_each_commits_alone_and_time_their_own_stages(tmp_path):
+    configs = [toy_config("mars", seed=2), toy_config("uniform", seed=2), toy_config("none", seed=2)]
+    alone, together = Store(tmp_path / "alone.db"), Store(tmp_path / "together.db")
+    for config in configs:
+        RefinementRun.create(alone, config).step()
+    runs = [RefinementRun.create(together, config) for config in configs]
+    held = together.acquire_step_lock(runs[2].run_id, "other-tab")
+    with pytest.raises(StepInProgress):  # one run held elsewhere: none of them steps
+        step_together(runs)
+    assert held and [together.last_epoch(run.run_id) for run in runs] == [0, 0, 0]
+    together.release_step_lock(runs[2].run_id, "other-tab")
+    outcomes = step_together(runs)
+    assert [o.epoch for o in outcomes] == [1, 1, 1] and all(together.step_lock_owner(r.run_id) is None for r in runs)
+    for run_id in (1, 2, 3):
+        assert [r["margin"] for r in together.margin_rows(run_id, epoch=1)] == \
+            [r["margin"] for r in alone.margin_rows(run_id, epoch=1)]
+        row = together.epoch_table(run_id)[1]
+        assert sum(row["metrics"]["stage_seconds"].values()) == pytest.approx(row["seconds"], rel=0.02)
+    with pytest.raises(ValueError, match="listed twice"):
+        step_together([runs[0], runs[0]])
+    # a run whose paraphraser fails (default limit: the epoch is refused) does not keep the others from committing
+    config = with_overrides(toy_config(budget_per_epoch=480), allocation={"tau": 0.0})
+    runtime = build_runtime(config)
+    runtime.paraphraser = PlainParaphraser(FlakyParaphraser())
+    failing = RefinementRun.create(together, config, runtime=runtime)
+    with pytest.raises(ParaphraserFailed):
+        step_together([failing, *runs])
+    assert together.epochs(failing.run_id) == [0] and [together.last_epoch(r.run_id) for r in runs] == [2, 2, 2]
 
 
 def test_same_seed_same_results(tmp_path):

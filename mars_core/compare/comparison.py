@@ -237,7 +237,8 @@ def run_comparison(spec: CompareSpec, out_dir: str | Path, progress: Progress | 
     done = 0
     for seed in spec.seed_list():
         group = [key for key in keys if key.seed == seed]
-        notify("runs", done, len(keys), f"seed {seed}: " + ", ".join(k.strategy for k in group))
+        notify("runs", done, len(keys), f"seed {seed}, {len(group)} runs together: "
+               + ", ".join(k.strategy for k in group))
         pending = [key for key in group if not result_path(out, key).exists()]
         if pending:
             execute_runs(store, spec, pending, out, progress)

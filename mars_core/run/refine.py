@@ -25,6 +25,7 @@ from mars_core.analysis.margins import MarginMetrics, ks_statistic, summarize_ma
 from mars_core.augment.allocation import Allocation, allocate
 from mars_core.augment.remote import remote_work
 from mars_core.augment.selection import (
+    ParaphraserFailed,
     Selection,
     SelectionTask,
     check_paraphrase_failures,
@@ -318,9 +319,10 @@ def step_together(runs: Sequence[RefinementRun], progress: Progress | None = Non
     batch's; runs stepped together (a comparison's strategies at one seed) share one tail. Each run's epoch is
     what its own Step would compute from the rows it gets, committed on its own; only which batch generates a
     row changes (with int8 layers, its sample: see int8_linear.py). Its stored seconds count its own stages and
-    its share of the shared decoding (selection.select_together). A run whose epoch fails (its paraphraser failed,
-    say) does not keep the others from committing theirs; the first such error is raised after. With one run, or
-    several processes, the runs step one after another.
+    its share of the shared decoding (selection.select_together). A run whose paraphraser failed on too many of
+    its rows (ParaphraserFailed) does not keep the others from committing their epochs; the first such error is
+    raised after. Any other error stops the Steps still unfinished at once. With one run, or several processes,
+    the runs step one after another.
     """
     if len(runs) < 2 or world_size() > 1:
         return [run.step(progress) for run in runs]
@@ -337,7 +339,7 @@ def step_together(runs: Sequence[RefinementRun], progress: Progress | None = Non
             selection.shared = True
             try:
                 outcomes.append(_finish(epoch, selection))
-            except Exception as err:  # noqa: BLE001 - raised below, once the other runs have committed
+            except ParaphraserFailed as err:  # raised below, once the other runs have committed
                 errors.append(err)
         if errors:
             raise errors[0]

@@ -247,8 +247,8 @@ def resolution_lines(comparison, command: str) -> list[str]:
         f"{seeds} seeds, training / test pairs per seed "
         f"{', '.join(f'{a} / {b}' for a, b in sizes[:2])}{' …' if len(sizes) > 2 else ''}; "
         f"{minutes:.1f} minutes of run time for all {len(runs)} runs, **{per_five:.1f} minutes per 5 seeds** "
-        f"(target ≤ 8: {'met' if per_five <= 8 else 'not met'}; sequential on the shared 2 cores, encoding of "
-        "the file's texts and every LM generation included, cached generations shared between strategies).",
+        f"(target ≤ 8: {'met' if per_five <= 8 else 'not met'}; the runs of a seed stepped together on the shared "
+        "2 cores, encoding of the file's texts and every LM generation included, cached generations shared between strategies).",
         "",
     ]
     return lines

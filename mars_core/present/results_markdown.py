@@ -80,7 +80,8 @@ def experiment_section(title: str, command: str, comparison: Comparison | None) 
     lines.append(f"Settings: {comparison_caption(comparison)}; training / test pairs per seed: "
                  + ", ".join(f"{a} / {b}" for a, b in sizes[:3]) + (" …" if len(sizes) > 3 else "") + ".")
     lines.append("")
-    lines.append(f"{runs} runs, {total / 60:.1f} min of run time in all (sequential, 2 cores, shared machine); "
+    lines.append(f"{runs} runs, {total / 60:.1f} min of run time in all (the runs of a seed stepped together, 2 cores, "
+                 "shared machine); "
                  f"LM generation calls actually computed: {comparison.extra.get('lm_generations_computed', '–')} "
                  "(shared through the store's cache).")
     lines.append("")

@@ -38,13 +38,12 @@ class Selection:
     candidates: list[Candidate]
     generations: int = 0  # LM rows produced (cache hits included)
     tokens: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # wall time of the selection; in a stream shared with others (select_together), its share
     filter_seconds: float = 0.0  # judging candidates and picking the best, while rows are generated
     cache_hits: int = 0
     rounds: int = 0  # 1 + retries of the unit retried most (streamed or not: the same count)
     requested_rows: int = 0  # rows asked of the paraphraser, failed ones included (check_paraphrase_failures)
     failures: list[tuple[str, str]] = field(default_factory=list)
-    shared: bool = False  # made in one stream with other runs' selections (refine.step_together)
 
     @property
     def kept(self) -> list[Candidate]:
@@ -148,36 +147,37 @@ def _stream_groups(tasks: Sequence[SelectionTask], live: list[int]) -> list[list
 
 
 def _select_alone(task: SelectionTask, units: _Units, result: Selection) -> None:
+    started = time.perf_counter()
     stream = getattr(task.paraphraser, "paraphrase_stream", None)
     while True:
         got = stream(units, task.seed) if stream is not None else _in_rounds(task.paraphraser, units, task.seed)
         _add(result, got)
         if not units.more_to_judge():
             break
+    result.seconds = time.perf_counter() - started  # judging between rounds included
 
 
 def _select_in_one_stream(tasks: list[SelectionTask], units: list[_Units], results: list[Selection]) -> None:
     feed = _Together(units)
-    wall = 0.0
+    started = time.perf_counter()
     while True:
-        got = tasks[0].paraphraser.paraphrase_stream(feed, tasks[0].seed)
-        wall += got.seconds
+        tasks[0].paraphraser.paraphrase_stream(feed, tasks[0].seed)  # tallied per task by the feed
         if not any(u.more_to_judge() for u in units):
             break
+    wall = time.perf_counter() - started
     judging = sum(u.judge_seconds for u in units)
     tokens = sum(feed.tokens)
     for n, (u, result) in enumerate(zip(units, results)):
         share = feed.tokens[n] / tokens if tokens else 1 / len(units)
         _add(result, ParaphraseResult(
             texts=[], failures=feed.failures[n], generations=feed.generations[n], tokens=feed.tokens[n],
-            cache_hits=feed.generations[n] - feed.fresh[n],
-            seconds=u.judge_seconds + max(0.0, wall - judging) * share))
+            cache_hits=feed.generations[n] - feed.fresh[n]))
+        result.seconds = u.judge_seconds + max(0.0, wall - judging) * share
 
 
 def _add(result: Selection, got: ParaphraseResult) -> None:
     result.generations += got.generations
     result.tokens += got.tokens
-    result.seconds += got.seconds
     result.cache_hits += got.cache_hits
     result.failures += got.failures
 

@@ -286,7 +286,7 @@ def load_result(out: Path, key: RunKey) -> dict[str, Any]:
 
 
 def execute_runs(store: Store, spec: CompareSpec, keys: list[RunKey], out: Path,
-                 progress: Progress | None = None) -> list[dict]:
+                 progress: Progress | None = None) -> None:
     """Create (or resume) these runs, step them together until each one's stop rule fires, and write each one's
     result file as it finishes.
 
@@ -304,7 +304,6 @@ def execute_runs(store: Store, spec: CompareSpec, keys: list[RunKey], out: Path,
         runs.append(run)
         setup.append(time.perf_counter() - started)
         counted_from.append(1 if created else 0)
-    results: dict[RunKey, dict] = {}
     active = list(range(len(keys)))
     while active:
         for i in [i for i in active if runs[i].stop_reason() is not None]:  # finished: its result, now
@@ -313,11 +312,9 @@ def execute_runs(store: Store, spec: CompareSpec, keys: list[RunKey], out: Path,
             result["wall_seconds"] = round(setup[i] + _stored_seconds(store, runs[i], counted_from[i])
                                            + time.perf_counter() - started, 3)
             _atomic_write(result_path(out, keys[i]), json.dumps(result))
-            results[keys[i]] = result
             active.remove(i)
         if active:
             step_together([runs[i] for i in active], progress=progress)
-    return [results[key] for key in keys]
 
 
 def _open_or_create(store: Store, spec: CompareSpec, key: RunKey,

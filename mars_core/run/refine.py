@@ -253,8 +253,8 @@ class RefinementRun:
                 first=[inputs.rows_used.get((r.pair_id, r.side), 0) for r in requests],
                 on_round=lambda filled, total: progress("generating", filled, total),
             )
-            if selection.shared:  # the time other runs' stages took meanwhile is not this epoch's
-                timer.exclude(time.perf_counter() - asked - selection.seconds)
+            # run with others (step_together): the time their stages took meanwhile is not this epoch's
+            timer.exclude(time.perf_counter() - asked - selection.seconds)
         timer.split("generating", "filtering", selection.filter_seconds)  # the filters ran meanwhile
         check_paraphrase_failures(selection, cfg.refine.max_failed_share)  # failure is not a result
 
@@ -336,7 +336,6 @@ def step_together(runs: Sequence[RefinementRun], progress: Progress | None = Non
         selections = select_together([next(epoch) for epoch in epochs])
         outcomes, errors = [], []
         for epoch, selection in zip(epochs, selections):
-            selection.shared = True
             try:
                 outcomes.append(_finish(epoch, selection))
             except ParaphraserFailed as err:  # raised below, once the other runs have committed

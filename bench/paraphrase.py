@@ -15,6 +15,8 @@ Rows (each on the same texts, n = 1, cache off, best of --repeats passes):
                         (concurrency = batch size): what the OpenAI-compatible path costs over in-process
   ct2                   CT2Paraphraser (int8, static prompt prefix, batch 16), same texts, n = 1
   ct2, batch 32 / ct2, batch 48 / ct2, 1 thread: one knob changed at a time
+  server                with --server URL#MODEL: any OpenAI-compatible server already running (llama.cpp's
+                        llama-server, vLLM, ...), asked by the same client and settings as "ours via HTTP"
 --engines picks which engines run (default both, each in its own process); --only picks rows by name. The machine is shared, so rows are noisy: compare
 within one run. The real texts come from ../shared/data (or $MARS_HH_DATA).
 """
@@ -184,6 +186,17 @@ def over_http(para: LMParaphraser, texts: list[str]) -> dict:
             "texts_s": len(texts) / got.seconds, "failures": len(got.failures)}
 
 
+def external(spec: str, texts: list[str]) -> dict:
+    """A server the user started (``URL#MODEL``), asked as ``over_http`` asks ours."""
+    from mars_core.augment.openai_paraphraser import OpenAIParaphraser
+
+    config = ParaphraseConfig()
+    client = OpenAIParaphraser(dataclasses.replace(config, model=f"openai:{spec}", concurrency=config.batch_size))
+    got = client.paraphrase(texts, 1, seed=0)
+    return {"tokens": got.tokens, "seconds": got.seconds, "tok_s": got.tokens / got.seconds,
+            "texts_s": len(texts) / got.seconds, "failures": len(got.failures)}
+
+
 def with_threads(threads: int, run):
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -222,6 +235,8 @@ def main() -> None:
     parser.add_argument("--engines", default="transformers,ct2", help="comma-separated: transformers, ct2")
     parser.add_argument("--only", default=None,
                         help="semicolon-separated row names to run (e.g. 'ours;ours, batch 32'); default all")
+    parser.add_argument("--server", default=None,
+                        help="URL#MODEL of a running OpenAI-compatible server: adds the row 'server' (one engine only)")
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "paraphrase.json"))
     args = parser.parse_args()
     only = set(args.only.split(";")) if args.only else None
@@ -278,6 +293,8 @@ def main() -> None:
             if not args.quick:
                 cases += [("ct2, batch 32", lambda t=texts: ct2(fast, t, batch_size=32)),
                           ("ct2, batch 48", lambda t=texts: ct2(fast, t, batch_size=48))]
+        if args.server:
+            cases += [("server", lambda t=texts: external(args.server, t))]
         for name, run in cases:
             if only is not None and name not in only:
                 continue

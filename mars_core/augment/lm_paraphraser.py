@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from mars_core.augment.cascade_attention import Cascade, PrefixKV, install
+from mars_core.augment.cascade_attention import Cascade, PrefixKV, compacting_order, install
 from mars_core.augment.derived_models import loadable
 from mars_core.augment.extraction import trim_unfinished
 from mars_core.augment.int8_linear import (
@@ -301,6 +301,7 @@ class LMParaphraser(RowParaphraser):
                         active, deadline = [], time.perf_counter() + 5.0
                         continue
                     if len(keep) < len(active):  # finished rows leave the batch and their buffers
+                        keep = compacting_order(keep)
                         active = [active[j] for j in keep]
                         if not active:
                             continue

@@ -107,6 +107,41 @@ def test_cascade_attention_equals_attention_over_the_whole_sequence(paraphraser)
         assert cascade.length < max(len(p) for p in prompts)  # buffers hold the rows' own tokens, not the prefix
 
 
+def test_a_finished_rows_slot_goes_to_the_last_row_in_place(paraphraser):
+    """The decoder's bookkeeping: when a row finishes, only the last row moves (into its slot, in the same
+    buffers), a row joining later still rebuilds them, and every row's logits stay those of its whole
+    sequence in one plain pass."""
+    from mars_core.augment.cascade_attention import compacting_order
+
+    prompts = [paraphraser.prompt_ids(t, paraphraser.instruction) for t in RESPONSES]
+    prefix = paraphraser._shared_prefix(prompts)
+    seqs = [list(p) for p in prompts]
+    with torch.inference_mode():
+        cascade, logits, pos = paraphraser._prefill(prefix, prompts[:3], [8, 8, 8])
+        rows = [0, 1, 2]
+        step = logits.argmax(-1)
+        for j, i in enumerate(rows):
+            seqs[i].append(int(step[j]))
+        logits = paraphraser._forward(cascade, step[:, None], pos[:, None])
+        pos = pos + 1
+        order = compacting_order([1, 2])  # row 0 finished: the last row takes its slot
+        assert order == [2, 1]
+        buffers = dict(cascade.keys)
+        cascade.keep(torch.tensor(order))
+        assert all(cascade.keys[layer] is buffer for layer, buffer in buffers.items())  # moved in place
+        logits, pos, rows = logits[order], pos[order], [rows[j] for j in order]
+        late, late_logits, late_pos = paraphraser._prefill(prefix, prompts[3:], [8])
+        cascade.join(late)
+        logits, pos, rows = torch.cat([logits, late_logits]), torch.cat([pos, late_pos]), rows + [3]
+        step = logits.argmax(-1)
+        for j, i in enumerate(rows):
+            seqs[i].append(int(step[j]))
+        got = paraphraser._forward(cascade, step[:, None], pos[:, None])
+        for j, i in enumerate(rows):
+            whole = paraphraser.model(torch.tensor([seqs[i]])).logits[0, -1]
+            assert torch.allclose(got[j], whole, atol=2e-3), (i, (got[j] - whole).abs().max())
+
+
 def test_the_lean_pass_gives_transformers_logits_and_other_architectures_keep_transformers(paraphraser):
     """lean_decoder.py against the same cascade step through transformers' own layers (float32)."""
     from transformers import GPT2Config, GPT2LMHeadModel

@@ -147,6 +147,12 @@ def hf_generate(para: LMParaphraser, texts: list[str], batch_size: int = 16) -> 
     return {"tokens": generated, "seconds": seconds, "tok_s": generated / seconds, "texts_s": len(texts) / seconds}
 
 
+def rates(got, texts: list[str]) -> dict:
+    """A row's figures from a ParaphraseResult of one candidate per text."""
+    return {"tokens": got.tokens, "seconds": got.seconds, "tok_s": got.tokens / got.seconds,
+            "texts_s": len(texts) / got.seconds, "failures": len(got.failures)}
+
+
 def ours(para: LMParaphraser, texts: list[str], **changes) -> dict:
     """The real code path (cache off), with config changes; ``shared_prefix=False`` turns prefix reuse off."""
     previous, prefix = para.config, para._shared_prefix
@@ -157,8 +163,7 @@ def ours(para: LMParaphraser, texts: list[str], **changes) -> dict:
         got = para.paraphrase(texts, 1, seed=0)
     finally:
         para.config, para._shared_prefix = previous, prefix
-    return {"tokens": got.tokens, "seconds": got.seconds, "tok_s": got.tokens / got.seconds,
-            "texts_s": len(texts) / got.seconds, "failures": len(got.failures)}
+    return rates(got, texts)
 
 
 def ct2(para, texts: list[str], **changes) -> dict:
@@ -169,8 +174,7 @@ def ct2(para, texts: list[str], **changes) -> dict:
         got = para.paraphrase(texts, 1, seed=0)
     finally:
         para.config = previous
-    return {"tokens": got.tokens, "seconds": got.seconds, "tok_s": got.tokens / got.seconds,
-            "texts_s": len(texts) / got.seconds, "failures": len(got.failures)}
+    return rates(got, texts)
 
 
 def over_http(para: LMParaphraser, texts: list[str]) -> dict:
@@ -182,8 +186,7 @@ def over_http(para: LMParaphraser, texts: list[str]) -> dict:
         client = OpenAIParaphraser(dataclasses.replace(para.config, model=f"openai:{url}#local",
                                                        concurrency=para.config.batch_size))
         got = client.paraphrase(texts, 1, seed=0)
-    return {"tokens": got.tokens, "seconds": got.seconds, "tok_s": got.tokens / got.seconds,
-            "texts_s": len(texts) / got.seconds, "failures": len(got.failures)}
+    return rates(got, texts)
 
 
 def external(spec: str, texts: list[str]) -> dict:
@@ -193,8 +196,7 @@ def external(spec: str, texts: list[str]) -> dict:
     config = ParaphraseConfig()
     client = OpenAIParaphraser(dataclasses.replace(config, model=f"openai:{spec}", concurrency=config.batch_size))
     got = client.paraphrase(texts, 1, seed=0)
-    return {"tokens": got.tokens, "seconds": got.seconds, "tok_s": got.tokens / got.seconds,
-            "texts_s": len(texts) / got.seconds, "failures": len(got.failures)}
+    return rates(got, texts)
 
 
 def with_threads(threads: int, run):
